@@ -1,0 +1,1 @@
+"""hlp: audio-visual video highlight detection with HPCL."""

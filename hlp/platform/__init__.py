@@ -1,0 +1,1 @@
+"""Everything that touches the world: data, protocols, training, tracking and the CLI."""

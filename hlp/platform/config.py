@@ -1,0 +1,203 @@
+"""Typed experiment configuration, loaded from YAML with `--set` overrides.
+
+One frozen pydantic tree per experiment: unknown keys are refused (with the closest valid
+key suggested) and wrong types are reported with their dotted path, before any work starts.
+Components are built from the fields of this tree by plain constructors; the tree itself is
+never handed to models or losses.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class ConfigError(ValueError):
+    """A config problem, phrased for the person who wrote the YAML."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Section):
+    dataset: Literal["youtube", "tvsum"] = "youtube"
+    root: str = "${HLP_DATA_ROOT}"
+    protocol: Literal["umt", "paper"] = "umt"
+    domains: list[str] | None = None
+    format: Literal["umt"] = "umt"
+    val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    on_bad: Literal["skip", "error"] = "skip"
+
+
+class ModelConfig(_Section):
+    variant: Literal["v_only", "a_only", "av", "cr_av", "co_av"] = "co_av"
+    d_model: int = Field(256, gt=0)
+    heads: int = Field(8, gt=0)
+    layers: int = Field(2, gt=0)
+    d_k: int = Field(512, gt=0)
+    d_v: int = Field(512, gt=0)
+    ffn_dim: int = Field(1024, gt=0)
+    dropout: float = Field(0.5, ge=0.0, lt=1.0)
+    global_init: Literal["mean", "random", "none"] = "mean"
+    score_weights: dict[Literal["fused", "visual", "audio"], float] = {
+        "fused": 1.0,
+        "visual": 1.0,
+        "audio": 1.0,
+    }
+
+
+class LossConfig(_Section):
+    lambda_ce: float = Field(1.0, ge=0.0)
+    lambda_hpcl: float = Field(0.3, ge=0.0)
+    lambda_rank: float = Field(0.1, ge=0.0)
+    temperature: float = Field(0.1, gt=0.0)
+    margin: float = Field(0.7, ge=0.0)
+    region: int = Field(3, ge=1)
+    normalize: bool = True
+
+
+class TrainConfig(_Section):
+    seeds: list[int] = [0, 1, 2]
+    epochs: int = Field(20, ge=0)
+    lr: float = Field(1e-4, gt=0.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    batch_size: int = Field(8, gt=0)
+    window: int = Field(20, ge=2)
+    min_ratio: float = Field(0.5, gt=0.0, le=1.0)
+    patience: int | None = Field(None, ge=1)
+    threads: int | None = Field(None, ge=1)
+
+    @field_validator("seeds")
+    @classmethod
+    def _non_empty(cls, seeds: list[int]) -> list[int]:
+        if not seeds:
+            raise ValueError("train.seeds needs at least one seed")
+        return seeds
+
+
+class EvalConfig(_Section):
+    scoring: Literal["auto", "full", "sliding"] = "auto"
+    stride: int = Field(10, ge=1)
+
+
+class TrackingConfig(_Section):
+    uri: str = "sqlite:///mlflow.db"
+    experiment: str = "hlp"
+    enabled: bool = True
+
+
+class ExperimentConfig(_Section):
+    name: str = "experiment"
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    loss: LossConfig = LossConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+    tracking: TrackingConfig = TrackingConfig()
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """`a.b=value` with the value parsed as YAML, so `[dog,parkour]` is a list and `1e-3` a float."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+    value = yaml.safe_load(raw) if raw.strip() else None
+    if isinstance(value, str) and _looks_numeric(value):
+        value = float(value)  # YAML 1.1 reads `1e-3` as a string
+    return key.strip().split("."), value
+
+
+def _looks_numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for item in overrides:
+        path, value = parse_override(item)
+        node = raw
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {item}: {part!r} is not a section")
+            node = child
+        node[path[-1]] = value
+    return raw
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Read YAML, apply `--set` overrides, validate; errors name the file and the dotted key."""
+    raw: dict[str, Any] = {}
+    source = str(path) if path else "<defaults>"
+    if path is not None:
+        raw = _read_yaml(Path(path))
+    raw = apply_overrides(raw, list(overrides or []))
+    return config_from_dict(raw, source)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: malformed YAML: {exc}") from exc
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping, got {type(raw).__name__}")
+    return raw
+
+
+def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> ExperimentConfig:
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: " + "; ".join(_describe(e) for e in exc.errors())) from None
+
+
+def _describe(error: dict[str, Any]) -> str:
+    loc = [str(p) for p in error["loc"]]
+    key = ".".join(loc)
+    if error["type"] == "extra_forbidden":
+        hint = _closest_key(loc)
+        return f"unknown key {key!r}" + (f" (did you mean {hint!r}?)" if hint else "")
+    return f"{key}: {error['msg']} (got {error.get('input')!r})"
+
+
+def _closest_key(loc: list[str]) -> str | None:
+    section: type[BaseModel] = ExperimentConfig
+    for part in loc[:-1]:
+        field = section.model_fields.get(part)
+        if field is None or not isinstance(field.annotation, type):
+            return None
+        section = field.annotation
+    match = difflib.get_close_matches(loc[-1], list(section.model_fields), n=1, cutoff=0.5)
+    return ".".join([*loc[:-1], match[0]]) if match else None
+
+
+def flatten(config: ExperimentConfig) -> dict[str, Any]:
+    """Dotted key -> value, the form MLflow params take."""
+    out: dict[str, Any] = {}
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        else:
+            out[prefix] = node
+
+    walk("", config.model_dump())
+    return out
+
+
+def to_yaml(config: ExperimentConfig) -> str:
+    return yaml.safe_dump(config.model_dump(), sort_keys=False)

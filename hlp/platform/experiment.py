@@ -1,0 +1,127 @@
+"""`hlp train`: one model per domain and seed, as the paper does, then one report.
+
+Writes `metrics.json` and `scores_test.json` (contracts other tools read), plus per-seed
+scores, the resolved config and score-timeline PNGs, and logs all of it to MLflow.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hlp.platform.config import ExperimentConfig, flatten, to_yaml
+from hlp.platform.datasets import Dataset, load_dataset
+from hlp.platform.plots import score_timelines
+from hlp.platform.protocols import available_domains, domain_split
+from hlp.platform.tracking import Tracker
+from hlp.platform.training import EpochRecord, FitResult, fit_domain
+
+Progress = Callable[[str, int, int], None]  # (task label, epochs done, epochs total)
+
+
+def run_training(cfg: ExperimentConfig, output: Path, progress: Progress | None = None,
+                 log: Callable[[str], None] = print) -> dict:
+    output.mkdir(parents=True, exist_ok=True)
+    dataset = load_dataset(cfg.data.dataset, cfg.data.root, cfg.data.domains, cfg.data.on_bad)
+    domains, notes = available_domains(dataset, cfg.data.protocol, cfg.data.domains)
+    for line in [*(str(s) for s in dataset.skipped), *notes]:
+        log(f"skipped: {line}")
+    if not domains:
+        raise ValueError(f"no domain of {cfg.data.dataset} under {dataset.root} has train and test videos")
+    tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment, cfg.name, _tags(cfg), cfg.tracking.enabled)
+    tracker.log_params(flatten(cfg))
+    (output / "config.yaml").write_text(to_yaml(cfg))
+    try:
+        results = {d: [_fit(dataset, cfg, d, s, tracker, progress) for s in cfg.train.seeds] for d in domains}
+        metrics = summarise(cfg, results, dataset, notes)
+        _write_outputs(output, results, metrics, dataset, cfg)
+        tracker.log_metrics(_final_metrics(metrics))
+        for name in ("config.yaml", "metrics.json", "scores_test.json", "timelines.png"):
+            tracker.log_artifact(output / name)
+    except BaseException:
+        tracker.finish("FAILED")
+        raise
+    tracker.finish()
+    metrics["mlflow_run_id"] = tracker.run_id
+    return metrics
+
+
+def _tags(cfg: ExperimentConfig) -> dict[str, str]:
+    return {"dataset": cfg.data.dataset, "protocol": cfg.data.protocol, "variant": cfg.model.variant}
+
+
+def _fit(dataset: Dataset, cfg: ExperimentConfig, domain: str, seed: int, tracker: Tracker,
+         progress: Progress | None) -> FitResult:
+    split = domain_split(dataset, cfg.data.protocol, domain, cfg.data.val_fraction, seed)
+    label = f"{domain} seed {seed}"
+
+    def on_epoch(record: EpochRecord) -> None:
+        prefix = f"{domain}.seed{seed}."
+        values = {**record.losses, **{f"val_map_{m}": v for m, v in record.val_map.items()}}
+        if record.val_map:
+            values["val_map"] = record.best_val[0]
+        tracker.log_metrics({prefix + k: v for k, v in values.items()}, step=record.epoch)
+        if progress:
+            progress(label, record.epoch, cfg.train.epochs)
+
+    return fit_domain(split, cfg, seed, on_epoch)
+
+
+def _std(values: list[float]) -> float:
+    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+def summarise(cfg: ExperimentConfig, results: dict[str, list[FitResult]], dataset: Dataset, notes: list[str]) -> dict:
+    """The `metrics.json` contract, extended with per-seed detail and what was skipped."""
+    domains = {
+        d: {
+            "val_map": float(np.mean([r.val_map for r in rs])),
+            "test_map": float(np.mean([r.test_map for r in rs])),
+            "test_map_std": _std([r.test_map for r in rs]),
+            "per_seed": [
+                {"seed": r.seed, "val_map": r.val_map, "test_map": r.test_map, "best_epoch": r.best_epoch,
+                 "scoring": r.scoring}
+                for r in rs
+            ],
+        }
+        for d, rs in results.items()
+    }
+    return {
+        "dataset": cfg.data.dataset,
+        "protocol": cfg.data.protocol,
+        "variant": cfg.model.variant,
+        "seeds": list(cfg.train.seeds),
+        "domains": domains,
+        "mean_val_map": float(np.mean([v["val_map"] for v in domains.values()])),
+        "mean_test_map": float(np.mean([v["test_map"] for v in domains.values()])),
+        "skipped": [str(s) for s in dataset.skipped] + notes,
+    }
+
+
+def _write_outputs(output: Path, results: dict[str, list[FitResult]], metrics: dict, dataset: Dataset,
+                   cfg: ExperimentConfig) -> None:
+    (output / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    for i, seed in enumerate(cfg.train.seeds):
+        scores = {vid: s.tolist() for rs in results.values() for vid, s in rs[i].test_scores.items()}
+        (output / f"scores_test_seed{seed}.json").write_text(json.dumps(scores))
+        if i == 0:  # the contract file holds the first seed's scores; `hlp evaluate` reproduces its mAP
+            (output / "scores_test.json").write_text(json.dumps(scores))
+    first = [rs[0] for rs in results.values()]
+    shown = [dataset.videos[vid] for r in first for vid in list(r.test_scores)[:2]][:6]
+    scores = {vid: s for r in first for vid, s in r.test_scores.items()}
+    score_timelines(shown, scores, output / "timelines.png", f"{cfg.name}: test scores (seed {cfg.train.seeds[0]})")
+    for domain, rs in results.items():
+        torch.save(rs[0].state_dict, output / f"model_{domain}_seed{rs[0].seed}.pt")
+
+
+def _final_metrics(metrics: dict) -> dict[str, float]:
+    out = {"mean_val_map": metrics["mean_val_map"], "mean_test_map": metrics["mean_test_map"]}
+    for domain, values in metrics["domains"].items():
+        out[f"val_map.{domain}"] = values["val_map"]
+        out[f"test_map.{domain}"] = values["test_map"]
+        out[f"test_map_std.{domain}"] = values["test_map_std"]
+    return out

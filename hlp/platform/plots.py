@@ -1,0 +1,33 @@
+"""Figures people would rather look at than read, saved as PNG for MLflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: CI and cluster nodes have no display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from hlp.platform.datasets import Video  # noqa: E402
+
+
+def score_timelines(videos: list[Video], scores: dict[str, np.ndarray], path: str | Path, title: str) -> Path:
+    """Predicted score per clip against the ground-truth highlight spans, one panel per video."""
+    fig, axes = plt.subplots(len(videos), 1, figsize=(9, 1.8 * len(videos)), squeeze=False)
+    for ax, video in zip(axes[:, 0], videos):
+        clips = np.arange(video.num_clips)
+        ax.fill_between(clips, 0, video.labels.astype(float), step="mid", alpha=0.25, color="tab:green",
+                        label="highlight (label)")
+        ax.plot(clips, scores[video.video_id], color="tab:blue", label="predicted score")
+        ax.set_ylim(0, 1.05)
+        ax.set_ylabel(video.video_id, fontsize=7)
+    axes[0, 0].legend(loc="upper right", fontsize=7)
+    axes[-1, 0].set_xlabel("clip")
+    fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

@@ -1,0 +1,58 @@
+"""One way to reach a local directory or an `s3://` prefix, through fsspec.
+
+S3 endpoints other than AWS (MinIO, moto) are taken from `AWS_ENDPOINT_URL`, the variable
+botocore itself honours, so the same root string works in tests and on a cluster.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from typing import Any
+
+import fsspec
+import numpy as np
+from fsspec.core import url_to_fs
+
+
+def filesystem(root: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The filesystem for `root` and the path inside it."""
+    options: dict[str, Any] = {}
+    if root.startswith("s3://") and os.environ.get("AWS_ENDPOINT_URL"):
+        options["endpoint_url"] = os.environ["AWS_ENDPOINT_URL"]
+    fs, path = url_to_fs(root, **options)
+    return fs, path.rstrip("/")
+
+
+def resolve_root(root: str) -> str:
+    """Expand `${VAR}` and `~`; a variable left unset is an error that names it."""
+    expanded = os.path.expanduser(os.path.expandvars(root))
+    if "$" in expanded:
+        raise FileNotFoundError(
+            f"data root {root!r} refers to an unset environment variable; "
+            "set it (e.g. HLP_DATA_ROOT=../shared/data) or pass data.root"
+        )
+    return expanded
+
+
+def read_json(fs: fsspec.AbstractFileSystem, path: str) -> Any:
+    with fs.open(path, "rb") as handle:
+        return json.loads(handle.read())
+
+
+def read_npy(fs: fsspec.AbstractFileSystem, path: str) -> np.ndarray:
+    with fs.open(path, "rb") as handle:
+        return np.load(io.BytesIO(handle.read()), allow_pickle=False)
+
+
+def write_npy(fs: fsspec.AbstractFileSystem, path: str, array: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    with fs.open(path, "wb") as handle:
+        handle.write(buffer.getvalue())
+
+
+def write_json(fs: fsspec.AbstractFileSystem, path: str, payload: Any) -> None:
+    with fs.open(path, "w") as handle:
+        json.dump(payload, handle, indent=1)

@@ -1,0 +1,93 @@
+"""A small synthetic dataset in the YouTube Highlights UMT layout.
+
+Highlights are where a visual event and an audio event co-occur (with a clip of jitter
+between the two), and each video also carries distractor events in one modality only. A
+single-modality model therefore cannot separate highlights from distractors, while a model
+that relates the two streams can: the quickstart has something real to find.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hlp.platform.storage import filesystem, write_json, write_npy
+
+FPS = 25.0
+WINDOW_FRAMES, STRIDE_FRAMES = 100, 50  # YouTube Highlights windows: 100 frames, stride 50
+
+
+@dataclass(frozen=True)
+class SynthSpec:
+    domains: tuple[str, ...] = ("synth_a", "synth_b")
+    videos_per_domain: int = 24
+    test_fraction: float = 0.33
+    min_clips: int = 24
+    max_clips: int = 48
+    rgb_dim: int = 32
+    audio_dim: int = 64
+    noise: float = 1.0
+    event_strength: float = 1.6
+    seed: int = 0
+
+
+def write_synthetic(out: str, spec: SynthSpec = SynthSpec()) -> dict[str, int]:
+    """Write `out/youtube/...`; returns the number of videos per domain."""
+    fs, base = filesystem(out)
+    root = f"{base}/youtube"
+    for sub in ("video_features", "audio_features"):
+        fs.makedirs(f"{root}/{sub}", exist_ok=True)
+    rng = np.random.default_rng(spec.seed)
+    annotations, splits = {}, {}
+    for d, domain in enumerate(spec.domains):
+        prototypes = _prototypes(rng, spec)
+        ids = [f"{domain}_{i:03d}" for i in range(spec.videos_per_domain)]
+        for video_id in ids:
+            rgb, opt, audio, match = _video(rng, spec, prototypes)
+            write_npy(fs, f"{root}/video_features/{video_id}_rgb.npy", rgb.astype(np.float16))
+            write_npy(fs, f"{root}/video_features/{video_id}_opt.npy", opt.astype(np.float16))
+            write_npy(fs, f"{root}/audio_features/{video_id}.npy", audio.astype(np.float16))
+            annotations[video_id] = _annotation(domain, match)
+        n_test = max(1, round(spec.test_fraction * len(ids)))
+        splits[domain] = {"train": ids[n_test:], "val": ids[:n_test]}
+    write_json(fs, f"{root}/youtube_anno.json", annotations)
+    write_json(fs, f"{root}/splits.json", splits)
+    return {domain: spec.videos_per_domain for domain in spec.domains}
+
+
+def _prototypes(rng: np.random.Generator, spec: SynthSpec) -> dict[str, np.ndarray]:
+    unit = lambda n: (v := rng.normal(size=n)) / np.linalg.norm(v) * np.sqrt(n)  # noqa: E731
+    return {"visual": unit(2 * spec.rgb_dim), "audio": unit(spec.audio_dim)}
+
+
+def _video(rng: np.random.Generator, spec: SynthSpec, prototypes: dict[str, np.ndarray]):
+    length = int(rng.integers(spec.min_clips, spec.max_clips + 1))
+    visual = rng.normal(scale=spec.noise, size=(length, 2 * spec.rgb_dim))
+    audio = rng.normal(scale=spec.noise, size=(length, spec.audio_dim))
+    highlight = np.zeros(length, dtype=bool)
+    for kind in ("both", "both", "visual", "audio"):
+        start, span = int(rng.integers(0, length - 4)), int(rng.integers(3, 6))
+        clips = np.arange(start, min(length, start + span))
+        if kind in ("both", "visual"):
+            visual[clips] += spec.event_strength * prototypes["visual"]
+        if kind in ("both", "audio"):
+            shift = int(rng.integers(-1, 2)) if kind == "both" else 0
+            audio[np.clip(clips + shift, 0, length - 1)] += spec.event_strength * prototypes["audio"]
+        if kind == "both":
+            highlight[clips] = True
+    match = np.where(highlight, 1, -1)
+    return visual[:, : spec.rgb_dim], visual[:, spec.rgb_dim :], audio, match
+
+
+def _annotation(domain: str, match: np.ndarray) -> dict:
+    frames = STRIDE_FRAMES * (len(match) + 1)
+    clips = [[float(i * STRIDE_FRAMES), float(i * STRIDE_FRAMES + WINDOW_FRAMES)] for i in range(len(match))]
+    return {
+        "domain": domain,
+        "fps": FPS,
+        "frames": str(frames),
+        "clip": clips,
+        "match": match.tolist(),
+        "mturk": [float(m > 0) for m in match],
+    }

@@ -1,0 +1,72 @@
+"""MLflow tracking through an explicit client and run id, never the fluent global run.
+
+An explicit run id lets any process (a Ray worker, a Tune trial) log to the same run, and
+keeps two runs in one process from mixing. The default store is `sqlite:///mlflow.db`: the
+plain `./mlruns` file store is refused by MLflow 3 unless explicitly allowed.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+_MAX_PARAM = 6000  # MLflow's limit on a param value's length
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() or "unknown"
+
+
+class Tracker:
+    """One MLflow run; every method is a no-op when tracking is disabled."""
+
+    def __init__(self, uri: str, experiment: str, run_name: str, tags: dict[str, str], enabled: bool = True,
+                 parent_run_id: str | None = None) -> None:
+        self.enabled = enabled
+        self.run_id: str | None = None
+        if not enabled:
+            return
+        self.client = MlflowClient(tracking_uri=uri)
+        found = self.client.get_experiment_by_name(experiment)
+        experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
+        all_tags = {"mlflow.runName": run_name, "git_commit": git_commit(), **tags}
+        if parent_run_id:
+            all_tags["mlflow.parentRunId"] = parent_run_id
+        self.run_id = self.client.create_run(experiment_id, tags=all_tags, run_name=run_name).info.run_id
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        if self.enabled:
+            batch = [Param(k, str(v)[:_MAX_PARAM]) for k, v in params.items()]
+            for start in range(0, len(batch), 100):
+                self.client.log_batch(self.run_id, params=batch[start : start + 100])
+
+    def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
+        if self.enabled and metrics:
+            now = int(time.time() * 1000)
+            batch = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+            for start in range(0, len(batch), 500):
+                self.client.log_batch(self.run_id, metrics=batch[start : start + 500])
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        if self.enabled:
+            self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        if self.enabled:
+            self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def finish(self, status: str = "FINISHED") -> None:
+        if self.enabled:
+            self.client.set_terminated(self.run_id, status)

@@ -1,0 +1,73 @@
+"""Shared fixtures: the real benchmark data, a synthetic dataset, and a real S3 endpoint."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hlp.platform.synth import SynthSpec, write_synthetic
+
+SMALL_SYNTH = SynthSpec(videos_per_domain=10, min_clips=12, max_clips=30, rgb_dim=8, audio_dim=16)
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    """The public features; tests that need them skip when HLP_DATA_ROOT is absent."""
+    root = os.environ.get("HLP_DATA_ROOT")
+    if not root or not (Path(root) / "youtube" / "youtube_anno.json").is_file():
+        pytest.skip("HLP_DATA_ROOT is not set or holds no youtube/youtube_anno.json (see README)")
+    return Path(root).resolve()
+
+
+@pytest.fixture(scope="session")
+def synth_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("synth")
+    write_synthetic(str(root), SMALL_SYNTH)
+    return root
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory) -> str:
+    """A real S3 API: moto's server mode on 127.0.0.1 (started by .ci/run, or here if absent)."""
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    endpoint = os.environ.get("HLP_TEST_S3_ENDPOINT")
+    process = None
+    if not endpoint:
+        port = _free_port()
+        log = open(tmp_path_factory.mktemp("moto") / "moto.log", "w")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log
+        )
+        endpoint = f"http://127.0.0.1:{port}"
+        _wait_for(port)
+    previous = os.environ.get("AWS_ENDPOINT_URL")
+    os.environ["AWS_ENDPOINT_URL"] = endpoint
+    yield endpoint
+    if previous is None:
+        os.environ.pop("AWS_ENDPOINT_URL", None)
+    if process:
+        process.terminate()
+
+
+def _wait_for(port: int, timeout: float = 30.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"moto server did not start on port {port}")
