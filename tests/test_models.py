@@ -10,7 +10,6 @@ from hlp.models.highlight import CrossModalFusion, GlobalContext, HighlightModel
 from hlp.models.variants import VARIANTS, build_model
 
 CFG = AttentionConfig(d_model=16, heads=2, layers=2, d_k=8, d_v=12, ffn_dim=32, dropout=0.1)
-SMALL = dict(d_model=16, heads=2, layers=2, d_k=8, d_v=12, ffn_dim=32, dropout=0.1)
 DV, DA = 10, 6
 ALL_VARIANTS = ["v_only", "a_only", "av", "cr_av", "co_av"]
 
@@ -139,7 +138,7 @@ HEADS["co_av"] = HEADS["cr_av"]
 
 @pytest.mark.parametrize("variant", ALL_VARIANTS)
 def test_variant_output_shapes(variant: str) -> None:
-    model = build_model(variant, DV, DA, **SMALL).eval()
+    model = build_model(variant, DV, DA, arch=CFG).eval()
     visual, audio, mask = padded_pair()
     out = model(visual, audio, mask)
     assert set(out.logits) == HEADS[variant]
@@ -153,7 +152,7 @@ def test_variant_output_shapes(variant: str) -> None:
 @pytest.mark.parametrize("variant", ALL_VARIANTS)
 def test_variant_padding_exactness(variant: str) -> None:
     """A batch of videos of lengths 7 and 12 equals each video run alone, at the valid clips."""
-    model = build_model(variant, DV, DA, **SMALL).eval()
+    model = build_model(variant, DV, DA, arch=CFG).eval()
     visual, audio, mask = padded_pair()
     batch = model(visual, audio, mask)
     for row, length in enumerate([7, 12]):
@@ -167,7 +166,7 @@ def test_variant_padding_exactness(variant: str) -> None:
 @pytest.mark.parametrize("variant", ALL_VARIANTS)
 @pytest.mark.parametrize("global_init", ["random", "mean", "none"])
 def test_padding_values_do_not_leak(variant: str, global_init: str) -> None:
-    model = build_model(variant, DV, DA, global_init=global_init, **SMALL).eval()
+    model = build_model(variant, DV, DA, global_init=global_init, arch=CFG).eval()
     visual, audio, mask = padded_pair()
     before = model(visual, audio, mask)
     pad = ~mask[..., None]
@@ -178,16 +177,16 @@ def test_padding_values_do_not_leak(variant: str, global_init: str) -> None:
 
 def test_v_only_ignores_audio_and_a_only_ignores_visual() -> None:
     visual, audio, mask = padded_pair()
-    v_model = build_model("v_only", DV, DA, **SMALL).eval()
+    v_model = build_model("v_only", DV, DA, arch=CFG).eval()
     torch.testing.assert_close(v_model(visual, audio, mask).score, v_model(visual, torch.randn_like(audio), mask).score)
-    a_model = build_model("a_only", DV, DA, **SMALL).eval()
+    a_model = build_model("a_only", DV, DA, arch=CFG).eval()
     torch.testing.assert_close(a_model(visual, audio, mask).score, a_model(torch.randn_like(visual), audio, mask).score)
 
 
 def test_co_av_gradients_reach_every_parameter() -> None:
     from hlp.models.losses import HighlightLoss
 
-    model = build_model("co_av", DV, DA, **SMALL).train()
+    model = build_model("co_av", DV, DA, arch=CFG).train()
     visual, audio, mask = padded_pair()
     targets = (torch.rand(2, 12) > 0.5).float()
     HighlightLoss()(model(visual, audio, mask), targets, mask)["total"].backward()
@@ -196,11 +195,11 @@ def test_co_av_gradients_reach_every_parameter() -> None:
 
 
 def test_score_is_normalised_weighted_sum_of_head_probabilities() -> None:
-    model = build_model("co_av", DV, DA, score_weights={"fused": 2.0, "visual": 1.0, "audio": 1.0}, **SMALL).eval()
+    model = build_model("co_av", DV, DA, score_weights={"fused": 2.0, "visual": 1.0, "audio": 1.0}, arch=CFG).eval()
     out = model(*padded_pair())
     p = {k: v.sigmoid() for k, v in out.logits.items()}
     torch.testing.assert_close(out.score, (2 * p["fused"] + p["visual"] + p["audio"]) / 4)
-    single = build_model("v_only", DV, DA, **SMALL).eval()  # default weights, only "visual" present
+    single = build_model("v_only", DV, DA, arch=CFG).eval()  # default weights, only "visual" present
     assert single.score_weights == {"visual": 1.0}
     out = single(*padded_pair())
     torch.testing.assert_close(out.score, out.logits["visual"].sigmoid())
@@ -208,7 +207,7 @@ def test_score_is_normalised_weighted_sum_of_head_probabilities() -> None:
 
 def test_score_weights_must_cover_a_present_head() -> None:
     with pytest.raises(ValueError, match="score weights"):
-        build_model("v_only", DV, DA, score_weights={"fused": 1.0}, **SMALL)
+        build_model("v_only", DV, DA, score_weights={"fused": 1.0}, arch=CFG)
 
 
 def test_default_dimensions_follow_the_paper() -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from hlp.models.attention import AttentionConfig
 from hlp.models.losses import HighlightLoss
 from hlp.models.variants import build_model
 from hlp.platform.batching import collate
@@ -60,11 +61,10 @@ def seed_everything(seed: int) -> None:
 def build_components(cfg: ExperimentConfig, visual_dim: int, audio_dim: int):
     """Model, loss and optimiser from plain typed constructors; input dims come from the data."""
     m, lo = cfg.model, cfg.loss
-    model = build_model(
-        m.variant, visual_dim, audio_dim, d_model=m.d_model, heads=m.heads, layers=m.layers,
-        d_k=m.d_k, d_v=m.d_v, ffn_dim=m.ffn_dim, dropout=m.dropout, global_init=m.global_init,
-        score_weights=dict(m.score_weights),
-    )
+    arch = AttentionConfig(d_model=m.d_model, heads=m.heads, layers=m.layers, d_k=m.d_k, d_v=m.d_v,
+                           ffn_dim=m.ffn_dim, dropout=m.dropout)
+    model = build_model(m.variant, visual_dim, audio_dim, arch, global_init=m.global_init,
+                        score_weights=dict(m.score_weights))
     loss_fn = HighlightLoss(
         lambda_ce=lo.lambda_ce, lambda_hpcl=lo.lambda_hpcl, lambda_rank=lo.lambda_rank,
         temperature=lo.temperature, margin=lo.margin, region=lo.region, normalize=lo.normalize,

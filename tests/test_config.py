@@ -1,0 +1,86 @@
+"""Config loading: overrides, unknown keys with suggestions, wrong types, malformed YAML."""
+
+from __future__ import annotations
+
+import pytest
+
+from hlp.platform.config import ConfigError, flatten, load_config, parse_override
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "exp.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_are_the_papers(tmp_path):
+    cfg = load_config(write(tmp_path, "name: x\n"))
+    assert (cfg.loss.lambda_ce, cfg.loss.lambda_hpcl, cfg.loss.lambda_rank) == (1.0, 0.3, 0.1)
+    assert (cfg.loss.margin, cfg.loss.region) == (0.7, 3)
+    assert (cfg.model.d_model, cfg.model.heads, cfg.model.layers, cfg.model.d_k, cfg.model.d_v) == (256, 8, 2, 512, 512)
+    assert (cfg.train.window, cfg.train.epochs, cfg.train.lr) == (20, 20, 1e-4)
+
+
+def test_set_parses_yaml_values(tmp_path):
+    cfg = load_config(
+        write(tmp_path, "data:\n  dataset: youtube\n"),
+        ["data.domains=[dog,parkour]", "loss.temperature=5e-2", "train.seeds=[3]", "model.variant=cr_av"],
+    )
+    assert cfg.data.domains == ["dog", "parkour"]
+    assert cfg.loss.temperature == pytest.approx(0.05)
+    assert cfg.train.seeds == [3]
+    assert cfg.model.variant == "cr_av"
+
+
+def test_unknown_key_suggests_closest(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, "loss:\n  lamda_hpcl: 0.5\n"))
+    assert "loss.lamda_hpcl" in str(info.value)
+    assert "loss.lambda_hpcl" in str(info.value)
+    assert "exp.yaml" in str(info.value)
+
+
+def test_unknown_key_through_set_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="train.epoch'.*train.epochs"):
+        load_config(write(tmp_path, ""), ["train.epoch=3"])
+
+
+def test_wrong_type_names_the_key(tmp_path):
+    with pytest.raises(ConfigError, match="train.epochs"):
+        load_config(write(tmp_path, "train:\n  epochs: many\n"))
+
+
+def test_bad_choice_names_the_key(tmp_path):
+    with pytest.raises(ConfigError, match="model.variant"):
+        load_config(write(tmp_path, "model:\n  variant: transformer\n"))
+
+
+def test_malformed_yaml_names_the_file(tmp_path):
+    with pytest.raises(ConfigError, match="exp.yaml: malformed YAML"):
+        load_config(write(tmp_path, "data: [unclosed\n"))
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_override_needs_equals():
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        parse_override("train.epochs")
+
+
+def test_flatten_has_dotted_keys(tmp_path):
+    flat = flatten(load_config(write(tmp_path, "")))
+    assert flat["loss.lambda_hpcl"] == 0.3
+    assert flat["model.score_weights.fused"] == 1.0
+
+
+def test_shipped_experiments_validate():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "experiments"
+    names = sorted(p.name for p in root.glob("*.yaml"))
+    assert {"quickstart.yaml", "tvsum.yaml", "youtube.yaml"} <= set(names)
+    for path in root.glob("*.yaml"):
+        assert load_config(path).name
