@@ -142,7 +142,9 @@ def fit_domain(
         if on_epoch:
             on_epoch(record)
         score, mode = record.best_val if record.val_map else (0.0, modes[0])
-        if score > best[0] or not split.val:
+        # Epoch 0 is only a baseline once training runs: a noisy validation split must not pick
+        # the untrained model.
+        if score > best[0] or not split.val or (epoch == 1 and best[1] == 0):
             best = (score, epoch, mode, copy.deepcopy(model.state_dict()))
         if cfg.train.patience and epoch - best[1] >= cfg.train.patience:
             break
