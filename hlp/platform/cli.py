@@ -60,7 +60,7 @@ def train(
 
 def _progress() -> Progress:
     return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("epochs"),
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("done"),
         TimeElapsedColumn(), console=err,
     )
 

@@ -9,6 +9,7 @@ never handed to models or losses.
 from __future__ import annotations
 
 import difflib
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -71,6 +72,7 @@ class TrainConfig(_Section):
     min_ratio: float = Field(0.5, gt=0.0, le=1.0)
     patience: int | None = Field(None, ge=1)
     threads: int | None = Field(None, ge=1)
+    checkpoint_every: int = Field(5, ge=1)  # epochs; the last epoch is always checkpointed
 
     @field_validator("seeds")
     @classmethod
@@ -83,6 +85,17 @@ class TrainConfig(_Section):
 class EvalConfig(_Section):
     scoring: Literal["auto", "full", "sliding"] = "auto"
     stride: int = Field(10, ge=1)
+
+
+class ResourcesConfig(_Section):
+    """Ray Train scaling; `workers: 0` runs the loop in the driver process (debugging)."""
+
+    workers: int = Field(1, ge=0)
+    use_gpu: bool = False
+    cpus_per_worker: float = Field(1.0, gt=0)
+    max_failures: int = Field(2, ge=0)  # a dead worker restarts from the last checkpoint
+    storage_path: str = "ray_results"  # checkpoints: a local directory or s3://bucket/prefix
+    address: str | None = None  # an existing Ray cluster; default: RAY_ADDRESS, else a local one
 
 
 class TrackingConfig(_Section):
@@ -98,6 +111,7 @@ class ExperimentConfig(_Section):
     loss: LossConfig = LossConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
+    resources: ResourcesConfig = ResourcesConfig()
     tracking: TrackingConfig = TrackingConfig()
 
 
@@ -182,6 +196,20 @@ def _closest_key(loc: list[str]) -> str | None:
         section = field.annotation
     match = difflib.get_close_matches(loc[-1], list(section.model_fields), n=1, cutoff=0.5)
     return ".".join([*loc[:-1], match[0]]) if match else None
+
+
+def with_absolute_paths(config: ExperimentConfig) -> ExperimentConfig:
+    """Pin relative paths to this process's directory before Ray workers (other cwd) see them."""
+    from hlp.platform.storage import resolve_root
+    from hlp.platform.tracking import absolute_uri
+
+    root = resolve_root(config.data.root)
+    local = lambda p: p if "://" in p else os.path.abspath(p)  # noqa: E731
+    return config.model_copy(update={
+        "data": config.data.model_copy(update={"root": local(root)}),
+        "resources": config.resources.model_copy(update={"storage_path": local(config.resources.storage_path)}),
+        "tracking": config.tracking.model_copy(update={"uri": absolute_uri(config.tracking.uri)}),
+    })
 
 
 def flatten(config: ExperimentConfig) -> dict[str, Any]:

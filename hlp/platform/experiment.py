@@ -13,19 +13,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hlp.platform.config import ExperimentConfig, flatten, to_yaml
+from hlp.platform.config import ExperimentConfig, flatten, to_yaml, with_absolute_paths
 from hlp.platform.datasets import Dataset, load_dataset
 from hlp.platform.plots import score_timelines
-from hlp.platform.protocols import available_domains, domain_split
+from hlp.platform.distributed import ensure_ray, fit_with_ray
+from hlp.platform.protocols import available_domains
 from hlp.platform.tracking import Tracker
-from hlp.platform.training import EpochRecord, FitResult, fit_domain
+from hlp.platform.training import FitResult
 
-Progress = Callable[[str, int, int], None]  # (task label, epochs done, epochs total)
+Progress = Callable[[str, int, int], None]  # (task label, done, total)
 
 
 def run_training(cfg: ExperimentConfig, output: Path, progress: Progress | None = None,
                  log: Callable[[str], None] = print) -> dict:
+    """Every seed of `cfg` on a Ray Train TorchTrainer; a rerun with the same config resumes."""
     output.mkdir(parents=True, exist_ok=True)
+    cfg = with_absolute_paths(cfg)
     dataset = load_dataset(cfg.data.dataset, cfg.data.root, cfg.data.domains, cfg.data.on_bad)
     domains, notes = available_domains(dataset, cfg.data.protocol, cfg.data.domains)
     for line in [*(str(s) for s in dataset.skipped), *notes]:
@@ -35,8 +38,14 @@ def run_training(cfg: ExperimentConfig, output: Path, progress: Progress | None 
     tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment, cfg.name, _tags(cfg), cfg.tracking.enabled)
     tracker.log_params(flatten(cfg))
     (output / "config.yaml").write_text(to_yaml(cfg))
+    ensure_ray(cfg.resources.address)
     try:
-        results = {d: [_fit(dataset, cfg, d, s, tracker, progress) for s in cfg.train.seeds] for d in domains}
+        per_seed = []
+        for i, seed in enumerate(cfg.train.seeds):
+            per_seed.append(fit_with_ray(cfg, seed, tracker.run_id))
+            if progress:
+                progress("seeds", i + 1, len(cfg.train.seeds))
+        results = {d: [fits[d] for fits in per_seed] for d in domains}
         metrics = summarise(cfg, results, dataset, notes)
         _write_outputs(output, results, metrics, dataset, cfg)
         tracker.log_metrics(_final_metrics(metrics))
@@ -52,23 +61,6 @@ def run_training(cfg: ExperimentConfig, output: Path, progress: Progress | None 
 
 def _tags(cfg: ExperimentConfig) -> dict[str, str]:
     return {"dataset": cfg.data.dataset, "protocol": cfg.data.protocol, "variant": cfg.model.variant}
-
-
-def _fit(dataset: Dataset, cfg: ExperimentConfig, domain: str, seed: int, tracker: Tracker,
-         progress: Progress | None) -> FitResult:
-    split = domain_split(dataset, cfg.data.protocol, domain, cfg.data.val_fraction, seed)
-    label = f"{domain} seed {seed}"
-
-    def on_epoch(record: EpochRecord) -> None:
-        prefix = f"{domain}.seed{seed}."
-        values = {**record.losses, **{f"val_map_{m}": v for m, v in record.val_map.items()}}
-        if record.val_map:
-            values["val_map"] = record.best_val[0]
-        tracker.log_metrics({prefix + k: v for k, v in values.items()}, step=record.epoch)
-        if progress:
-            progress(label, record.epoch, cfg.train.epochs)
-
-    return fit_domain(split, cfg, seed, on_epoch)
 
 
 def _std(values: list[float]) -> float:

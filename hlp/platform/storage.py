@@ -56,3 +56,20 @@ def write_npy(fs: fsspec.AbstractFileSystem, path: str, array: np.ndarray) -> No
 def write_json(fs: fsspec.AbstractFileSystem, path: str, payload: Any) -> None:
     with fs.open(path, "w") as handle:
         json.dump(payload, handle, indent=1)
+
+
+def ray_storage(path: str) -> tuple[str, Any]:
+    """(storage_path, storage_filesystem) for Ray's RunConfig.
+
+    Local paths become absolute (Ray workers do not share the driver's working directory). S3
+    goes through s3fs wrapped for pyarrow, so a custom endpoint (MinIO, moto) works too; Ray
+    then wants the path without its `s3://` prefix.
+    """
+    if not path.startswith("s3://"):
+        return os.path.abspath(os.path.expanduser(path)), None
+    import pyarrow.fs
+    import s3fs
+
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    fs = s3fs.S3FileSystem(endpoint_url=endpoint) if endpoint else s3fs.S3FileSystem()
+    return path[len("s3://") :], pyarrow.fs.PyFileSystem(pyarrow.fs.FSSpecHandler(fs))

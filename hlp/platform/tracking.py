@@ -29,8 +29,25 @@ def git_commit() -> str:
     return out.stdout.strip() or "unknown"
 
 
+def absolute_uri(uri: str) -> str:
+    """`sqlite:///rel.db` -> an absolute path, so Ray workers (other working dirs) log to the same store."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        return prefix + str(Path(uri[len(prefix):]).resolve())
+    return uri
+
+
 class Tracker:
     """One MLflow run; every method is a no-op when tracking is disabled."""
+
+    @classmethod
+    def attach(cls, uri: str, run_id: str | None) -> "Tracker":
+        """A handle on an existing run (from a worker process); disabled when run_id is None."""
+        tracker = cls.__new__(cls)
+        tracker.enabled, tracker.run_id = run_id is not None, run_id
+        if run_id is not None:
+            tracker.client = MlflowClient(tracking_uri=absolute_uri(uri))
+        return tracker
 
     def __init__(self, uri: str, experiment: str, run_name: str, tags: dict[str, str], enabled: bool = True,
                  parent_run_id: str | None = None) -> None:
@@ -38,7 +55,7 @@ class Tracker:
         self.run_id: str | None = None
         if not enabled:
             return
-        self.client = MlflowClient(tracking_uri=uri)
+        self.client = MlflowClient(tracking_uri=absolute_uri(uri))
         found = self.client.get_experiment_by_name(experiment)
         experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
         all_tags = {"mlflow.runName": run_name, "git_commit": git_commit(), **tags}

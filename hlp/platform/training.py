@@ -1,7 +1,13 @@
-"""The training recipe for one domain and one seed: an explicit loop, every step in view.
+"""The training recipe: every domain of an experiment for one seed, in one explicit loop.
 
-build components -> for each epoch: sample windows, train, score the validation split ->
-keep the best epoch (and scoring mode) by validation mAP -> score the test split once.
+build components per domain -> for each epoch: every domain trains on this worker's shard of
+its windows -> rank 0 scores the validation splits -> report (and checkpoint) -> keep each
+domain's best epoch and scoring mode by validation mAP -> score the test splits once.
+
+Domains advance in lockstep so every epoch has one mean validation mAP, the number sweeps and
+early stopping read. Rank, world size and DDP wrapping come from the caller (Ray Train's worker
+function), so the same loop runs in one process or across workers; `state()` and `resume`
+carry everything a restarted worker needs to continue without redoing an epoch.
 The test split never influences any choice made here.
 """
 
@@ -27,16 +33,32 @@ from hlp.platform.sampling import can_contrast, sample_window, windows_per_video
 from hlp.platform.scoring import ScoringMode, score_videos
 
 
+def best_mode(scores: dict[str, float]) -> tuple[float, str]:
+    """(best validation mAP, its scoring mode); ties go to the first mode listed."""
+    mode = max(scores, key=lambda m: scores[m])
+    return scores[mode], mode
+
+
 @dataclass
 class EpochRecord:
     epoch: int
-    losses: dict[str, float]
-    val_map: dict[str, float]  # scoring mode -> validation mAP
+    losses: dict[str, dict[str, float]]  # domain -> loss term -> mean over batches (this worker)
+    val_map: dict[str, dict[str, float]]  # domain -> scoring mode -> validation mAP (rank 0 only)
+
+    def best_val(self, domain: str) -> tuple[float, str]:
+        return best_mode(self.val_map[domain])
 
     @property
-    def best_val(self) -> tuple[float, str]:
-        mode = max(self.val_map, key=lambda m: self.val_map[m])
-        return self.val_map[mode], mode
+    def mean_val_map(self) -> float:
+        return float(np.mean([self.best_val(d)[0] for d in self.val_map])) if self.val_map else float("nan")
+
+
+@dataclass
+class Best:
+    val_map: float = -1.0
+    epoch: int = 0
+    scoring: str = "full"
+    state: dict[str, torch.Tensor] | None = None
 
 
 @dataclass
@@ -48,8 +70,30 @@ class FitResult:
     val_map: float
     test_map: float
     test_scores: dict[str, np.ndarray]
-    history: list[EpochRecord] = field(default_factory=list)
     state_dict: dict[str, torch.Tensor] | None = None
+
+
+@dataclass
+class Worker:
+    """Where this copy of the loop runs; the defaults are a single process."""
+
+    rank: int = 0
+    world: int = 1
+    device: torch.device = field(default_factory=lambda: torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    prepare: Callable[[torch.nn.Module], torch.nn.Module] = lambda model: model  # e.g. DDP wrapping
+
+
+@dataclass
+class DomainRun:
+    split: DomainSplit
+    model: torch.nn.Module  # possibly DDP-wrapped
+    loss_fn: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    best: Best = field(default_factory=Best)
+
+    @property
+    def module(self) -> torch.nn.Module:
+        return getattr(self.model, "module", self.model)
 
 
 def seed_everything(seed: int) -> None:
@@ -89,6 +133,12 @@ def epoch_windows(videos: list[Video], window: int, min_ratio: float, rng: np.ra
     return [items[i] for i in order]
 
 
+def shard(items: list, rank: int, world: int) -> list:
+    """This worker's share; every worker gets the same count, so DDP's all-reduces pair up."""
+    usable = len(items) - len(items) % world if len(items) >= world else len(items)
+    return items[rank:usable:world]
+
+
 def train_epoch(model, loss_fn, optimizer, items, batch_size: int, device) -> dict[str, float]:
     model.train()
     sums: dict[str, float] = {}
@@ -114,46 +164,114 @@ def validate(model, videos: list[Video], modes: list[ScoringMode], window: int, 
     return {mode: domain_map(videos, score_videos(model, videos, mode, window, stride)) for mode in modes}
 
 
-def fit_domain(
-    split: DomainSplit,
+def _build_runs(splits: dict[str, DomainSplit], cfg: ExperimentConfig, worker: Worker) -> dict[str, DomainRun]:
+    runs = {}
+    for domain, split in splits.items():
+        first = split.train[0]
+        model, loss_fn, optimizer = build_components(cfg, first.visual.shape[1], first.audio.shape[1])
+        runs[domain] = DomainRun(split, worker.prepare(model.to(worker.device)), loss_fn, optimizer)
+    return runs
+
+
+def _agree(flag: bool) -> bool:
+    """Rank 0's decision, on every rank (early stopping must stop all workers together)."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return flag
+    value = torch.tensor([int(flag)])
+    torch.distributed.broadcast(value, src=0)
+    return bool(value.item())
+
+
+def fit(
+    splits: dict[str, DomainSplit],
     cfg: ExperimentConfig,
     seed: int,
-    on_epoch: Callable[[EpochRecord], None] | None = None,
-) -> FitResult:
-    """Train one model on one domain; select by validation mAP; score the test split once."""
+    worker: Worker = Worker(),
+    resume: dict | None = None,
+    on_epoch: Callable[[EpochRecord, Callable[[], dict]], None] | None = None,
+) -> dict[str, FitResult]:
+    """Train one model per domain; select by validation mAP; score the test splits once (rank 0).
+
+    `on_epoch(record, state)` is called on every rank after every epoch; `state()` builds the
+    checkpoint payload that `resume` accepts.
+    """
     seed_everything(seed)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    first = split.train[0]
-    model, loss_fn, optimizer = build_components(cfg, first.visual.shape[1], first.audio.shape[1])
-    model.to(device)
+    runs = _build_runs(splits, cfg, worker)
     rng = np.random.default_rng(seed)
+    start = _restore(resume, runs, rng) if resume else 0
     modes, window, stride = scoring_modes(cfg.eval), cfg.train.window, cfg.eval.stride
-    history: list[EpochRecord] = []
-    best = (-1.0, 0, modes[0], copy.deepcopy(model.state_dict()))
-    for epoch in range(cfg.train.epochs + 1):  # epoch 0 scores the untrained model
-        losses = {}
-        if epoch > 0:
-            items = epoch_windows(split.train, window, cfg.train.min_ratio, rng)
-            losses = train_epoch(model, loss_fn, optimizer, items, cfg.train.batch_size, device)
-        record = EpochRecord(epoch, losses, validate(model, split.val, modes, window, stride))
-        history.append(record)
+    per_worker_batch = max(1, cfg.train.batch_size // worker.world)
+    for epoch in range(start, cfg.train.epochs + 1):  # epoch 0 scores the untrained models
+        losses, val = {}, {}
+        for domain, run in runs.items():
+            if epoch > 0:
+                items = shard(epoch_windows(run.split.train, window, cfg.train.min_ratio, rng), worker.rank, worker.world)
+                losses[domain] = train_epoch(run.model, run.loss_fn, run.optimizer, items, per_worker_batch, worker.device)
+            if worker.rank == 0 and run.split.val:
+                val[domain] = validate(run.module, run.split.val, modes, window, stride)
+                _update_best(run, epoch, *best_mode(val[domain]))
+        record = EpochRecord(epoch, losses, val)
         if on_epoch:
-            on_epoch(record)
-        score, mode = record.best_val if record.val_map else (0.0, modes[0])
-        # Epoch 0 is only a baseline once training runs: a noisy validation split must not pick
-        # the untrained model.
-        if score > best[0] or not split.val or (epoch == 1 and best[1] == 0):
-            best = (score, epoch, mode, copy.deepcopy(model.state_dict()))
-        if cfg.train.patience and epoch - best[1] >= cfg.train.patience:
+            on_epoch(record, lambda: _state(epoch, runs, rng))
+        if _agree(_patience_spent(runs, epoch, cfg.train.patience)):
             break
-    val_map, best_epoch, mode, state = best
-    model.load_state_dict(state)
-    test_scores = score_videos(model, split.test, mode, window, stride)
-    return FitResult(
-        domain=split.domain, seed=seed, best_epoch=best_epoch, scoring=mode,
-        val_map=val_map if split.val else float("nan"),
-        test_map=domain_map(split.test, test_scores), test_scores=test_scores,
-        history=history, state_dict=state,
-    )
+    return _finish(runs, seed, modes, window, stride) if worker.rank == 0 else {}
+
+
+def _update_best(run: DomainRun, epoch: int, score: float, mode: str) -> None:
+    # Epoch 0 is only a baseline once training runs: a noisy validation split must not pick
+    # the untrained model.
+    if score > run.best.val_map or (epoch == 1 and run.best.epoch == 0):
+        run.best = Best(score, epoch, mode, copy.deepcopy(run.module.state_dict()))
+
+
+def _patience_spent(runs: dict[str, DomainRun], epoch: int, patience: int | None) -> bool:
+    return bool(patience) and all(epoch - run.best.epoch >= patience for run in runs.values())
+
+
+def _finish(runs: dict[str, DomainRun], seed: int, modes, window: int, stride: int) -> dict[str, FitResult]:
+    results = {}
+    for domain, run in runs.items():
+        best = run.best if run.best.state is not None else Best(float("nan"), 0, modes[0], run.module.state_dict())
+        run.module.load_state_dict(best.state)
+        scores = score_videos(run.module, run.split.test, best.scoring, window, stride)
+        results[domain] = FitResult(domain, seed, best.epoch, best.scoring, best.val_map,
+                                    domain_map(run.split.test, scores), scores, best.state)
+    return results
+
+
+def _state(epoch: int, runs: dict[str, DomainRun], rng: np.random.Generator) -> dict:
+    """Everything needed to continue after `epoch` without redoing it.
+
+    The tensors are live references into the models and optimisers: serialise at once.
+    """
+    return {
+        "epoch": epoch,
+        "rng": rng.bit_generator.state,
+        "torch_rng": torch.get_rng_state(),
+        "domains": {
+            domain: {
+                "model": run.module.state_dict(),
+                "optimizer": run.optimizer.state_dict(),
+                "best": {"val_map": run.best.val_map, "epoch": run.best.epoch, "scoring": run.best.scoring,
+                         "state": run.best.state},
+            }
+            for domain, run in runs.items()
+        },
+    }
+
+
+def _restore(state: dict, runs: dict[str, DomainRun], rng: np.random.Generator) -> int:
+    missing = set(runs) - set(state["domains"])
+    if missing:
+        raise ValueError(f"checkpoint has no state for domain(s) {sorted(missing)}")
+    rng.bit_generator.state = state["rng"]
+    torch.set_rng_state(state["torch_rng"])
+    for domain, run in runs.items():
+        saved = state["domains"][domain]
+        run.module.load_state_dict(saved["model"])
+        run.optimizer.load_state_dict(saved["optimizer"])
+        run.best = Best(**saved["best"])
+    return state["epoch"] + 1

@@ -1,0 +1,148 @@
+"""Ray Train: the per-worker function and the driver that runs it on a TorchTrainer.
+
+Each worker loads the data itself (from a local path or S3), wraps the models for DDP and runs
+the one training loop of `training.fit` on its shard of the windows. Every epoch all workers
+report together (Ray's report is a barrier); rank 0 adds the validation metrics, logs them to
+MLflow and attaches a checkpoint. A restarted worker, or a rerun under the same run name,
+continues from the latest checkpoint. The final report carries rank 0's results back to the
+driver inside the last checkpoint, since Ray does not persist checkpoint-less metrics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import ray
+import ray.train
+import ray.train.torch
+import torch
+
+from hlp.platform.config import ExperimentConfig, config_from_dict
+from hlp.platform.datasets import load_dataset
+from hlp.platform.protocols import DomainSplit, available_domains, domain_split
+from hlp.platform.storage import ray_storage
+from hlp.platform.tracking import Tracker
+from hlp.platform.training import EpochRecord, FitResult, Worker, fit
+
+STATE, RESULTS = "state.pt", "results.pt"
+
+
+def load_splits(cfg: ExperimentConfig, seed: int) -> dict[str, DomainSplit]:
+    dataset = load_dataset(cfg.data.dataset, cfg.data.root, cfg.data.domains, cfg.data.on_bad)
+    domains, _ = available_domains(dataset, cfg.data.protocol, cfg.data.domains)
+    return {d: domain_split(dataset, cfg.data.protocol, d, cfg.data.val_fraction, seed) for d in domains}
+
+
+def epoch_metrics(record: EpochRecord) -> dict[str, float]:
+    """Flat per-epoch metrics: loss terms and validation mAP per domain, plus the mean."""
+    out: dict[str, float] = {"epoch": record.epoch}
+    for domain, losses in record.losses.items():
+        out.update({f"{domain}.{k}": v for k, v in losses.items()})
+    for domain, scores in record.val_map.items():
+        out.update({f"{domain}.val_map_{mode}": v for mode, v in scores.items()})
+        out[f"{domain}.val_map"] = record.best_val(domain)[0]
+    if record.val_map:
+        out["val_map"] = record.mean_val_map
+    return out
+
+
+def train_worker(config: dict) -> None:
+    """Ray Train's per-worker function (`train_loop_per_worker`)."""
+    cfg, seed = config_from_dict(config["experiment"]), int(config["seed"])
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    worker = Worker(rank, world, ray.train.torch.get_device(),
+                    ray.train.torch.prepare_model if world > 1 else (lambda m: m))
+    tracker = Tracker.attach(cfg.tracking.uri, config.get("mlflow_run_id")) if rank == 0 else None
+    last, latest = cfg.train.epochs, {}
+
+    def on_epoch(record: EpochRecord, state) -> None:
+        latest["state"] = state
+        metrics = epoch_metrics(record)
+        if tracker:
+            tracker.log_metrics({f"seed{seed}.{k}": v for k, v in metrics.items() if k != "epoch"}, step=record.epoch)
+        keep = rank == 0 and (record.epoch % cfg.train.checkpoint_every == 0 or record.epoch == last)
+        _report(metrics, {STATE: state()} if keep else None)
+
+    results = fit(load_splits(cfg, seed), cfg, seed, worker, _resume_state(), on_epoch)
+    final = {RESULTS: _results_payload(results)} if rank == 0 else None
+    if final and "state" in latest:  # a rerun of a finished run then redoes no epoch
+        final[STATE] = latest["state"]()
+    _report({"done": 1}, final)
+
+
+def _report(metrics: dict, files: dict | None) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = None
+        if files:
+            for name, payload in files.items():
+                torch.save(payload, Path(tmp) / name)
+            checkpoint = ray.train.Checkpoint.from_directory(tmp)
+        ray.train.report(metrics, checkpoint=checkpoint)
+
+
+def _resume_state() -> dict | None:
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as directory:
+        path = Path(directory) / STATE
+        return torch.load(path, weights_only=True) if path.exists() else None
+
+
+def _results_payload(results: dict[str, FitResult]) -> dict:
+    return {
+        "results": {
+            d: {"seed": r.seed, "best_epoch": r.best_epoch, "scoring": r.scoring, "val_map": r.val_map,
+                "test_map": r.test_map, "test_scores": {v: torch.from_numpy(s) for v, s in r.test_scores.items()},
+                "state_dict": r.state_dict}
+            for d, r in results.items()
+        }
+    }
+
+
+def run_key(cfg: ExperimentConfig, seed: int) -> str:
+    """Same config and seed -> same Ray run name, so a rerun resumes instead of starting over."""
+    payload = cfg.model_dump(exclude={"tracking", "resources"})
+    digest = hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
+    return f"{cfg.name}-{digest}-seed{seed}"
+
+
+def fit_with_ray(cfg: ExperimentConfig, seed: int, mlflow_run_id: str | None) -> dict[str, FitResult]:
+    """The driver: one TorchTrainer for one seed, all domains of the experiment."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    res = cfg.resources
+    storage_path, filesystem = ray_storage(res.storage_path)
+    trainer = TorchTrainer(
+        train_worker,
+        train_loop_config={"experiment": cfg.model_dump(), "seed": seed, "mlflow_run_id": mlflow_run_id},
+        scaling_config=ScalingConfig(num_workers=res.workers, use_gpu=res.use_gpu,
+                                     resources_per_worker={"CPU": res.cpus_per_worker}),
+        run_config=RunConfig(name=run_key(cfg, seed), storage_path=storage_path, storage_filesystem=filesystem,
+                             failure_config=FailureConfig(max_failures=res.max_failures),
+                             checkpoint_config=CheckpointConfig(num_to_keep=2)),
+    )
+    result = trainer.fit()
+    with result.checkpoint.as_directory() as directory:
+        payload = torch.load(Path(directory) / RESULTS, weights_only=True)["results"]
+    return {
+        d: FitResult(d, r["seed"], r["best_epoch"], r["scoring"], r["val_map"], r["test_map"],
+                     {v: s.numpy() for v, s in r["test_scores"].items()}, r["state_dict"])
+        for d, r in payload.items()
+    }
+
+
+def ensure_ray(address: str | None) -> None:
+    """Join the configured cluster (or RAY_ADDRESS), else start a local one.
+
+    The dashboard stays on (ray[default]): without it Ray leaks the placement groups of
+    stopped trials (STACK-NOTES).
+    """
+    if not ray.is_initialized():
+        ray.init(address=address or os.environ.get("RAY_ADDRESS") or None)
