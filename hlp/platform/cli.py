@@ -58,6 +58,55 @@ def train(
     err.print(f"wrote {out}/metrics.json and {out}/scores_test.json (MLflow run {metrics['mlflow_run_id']})")
 
 
+@app.command()
+def sweep(
+    config: Annotated[Path, typer.Argument(help="Experiment YAML with a search: block.")],
+    set_: SetOption = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted sweep.")] = False,
+    output: Annotated[Optional[Path], typer.Option("--output", help="Output directory.")] = None,
+) -> None:
+    """Search search.space with Ray Tune + Optuna on validation mAP; score the best on test once."""
+    from hlp.platform.config import ConfigError, load_config, with_absolute_paths
+    from hlp.platform.datasets import DataError
+    from hlp.platform.experiment import run_training
+    from hlp.platform.sweep import check_space, run_sweep
+
+    try:
+        cfg = load_config(config, set_)
+        check_space(cfg)
+        cfg = with_absolute_paths(cfg)
+    except (ConfigError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    out = output or Path("outputs") / f"{cfg.name}-sweep"
+    log = lambda line: err.print(line, highlight=False)  # noqa: E731
+    try:
+        summary = run_sweep(cfg, out.resolve(), resume, lambda c, o: run_training(c, o, log=log), log)
+    except (DataError, ValueError) as exc:
+        _fail(str(exc))
+    _print_summary(summary)
+    err.print(f"wrote {out}/sweep_summary.json")
+
+
+def _print_summary(summary: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"sweep {summary['sweep']}: {summary['trials']} trials")
+    table.add_column("")
+    table.add_column("best")
+    table.add_column("defaults")
+    for key, value in summary["best_params"].items():
+        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value),
+                      str(summary["defaults_params"][key]))
+    for domain, best in summary["best"]["domains"].items():
+        default = summary["defaults"]["domains"][domain]
+        table.add_row(f"{domain} test mAP", f"{best['test_map']:.3f} ± {best['test_map_std']:.3f}",
+                      f"{default['test_map']:.3f} ± {default['test_map_std']:.3f}")
+    table.add_row("mean val mAP", f"{summary['best']['mean_val_map']:.3f}", f"{summary['defaults']['mean_val_map']:.3f}")
+    table.add_row("mean test mAP", f"{summary['best']['mean_test_map']:.3f}",
+                  f"{summary['defaults']['mean_test_map']:.3f}")
+    Console().print(table)
+
+
 def _progress() -> Progress:
     return Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("done"),

@@ -104,6 +104,24 @@ class TrackingConfig(_Section):
     enabled: bool = True
 
 
+class SearchParam(_Section):
+    """One dimension of the search space; `int` bounds are inclusive."""
+
+    type: Literal["float", "logfloat", "int", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    values: list[Any] | None = None
+
+
+class SearchConfig(_Section):
+    space: dict[str, SearchParam] = {}
+    num_samples: int = Field(8, ge=1)
+    max_concurrent: int = Field(1, ge=1)
+    seed: int = 0  # the TPE sampler's seed
+    grace_period: int = Field(2, ge=1)  # ASHA: epochs before a trial can be stopped
+    reduction_factor: int = Field(3, ge=2)
+
+
 class ExperimentConfig(_Section):
     name: str = "experiment"
     data: DataConfig = DataConfig()
@@ -113,6 +131,7 @@ class ExperimentConfig(_Section):
     eval: EvalConfig = EvalConfig()
     resources: ResourcesConfig = ResourcesConfig()
     tracking: TrackingConfig = TrackingConfig()
+    search: SearchConfig = SearchConfig()
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:

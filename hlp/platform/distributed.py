@@ -16,6 +16,7 @@ import os
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import ray
 import ray.train
 import ray.train.torch
@@ -68,11 +69,14 @@ def train_worker(config: dict) -> None:
         keep = rank == 0 and (record.epoch % cfg.train.checkpoint_every == 0 or record.epoch == last)
         _report(metrics, {STATE: state()} if keep else None)
 
-    results = fit(load_splits(cfg, seed), cfg, seed, worker, _resume_state(), on_epoch)
+    results = fit(load_splits(cfg, seed), cfg, seed, worker, _resume_state(), on_epoch,
+                  score_test=config.get("score_test", True))
     final = {RESULTS: _results_payload(results)} if rank == 0 else None
     if final and "state" in latest:  # a rerun of a finished run then redoes no epoch
         final[STATE] = latest["state"]()
-    _report({"done": 1}, final)
+    # The selected models' mean validation mAP, so every report carries the metric Tune reads.
+    best_val = float(np.mean([r.val_map for r in results.values()])) if results else float("nan")
+    _report({"done": 1, "epoch": last + 1, "val_map": best_val}, final)
 
 
 def _report(metrics: dict, files: dict | None) -> None:
@@ -112,7 +116,8 @@ def run_key(cfg: ExperimentConfig, seed: int) -> str:
     return f"{cfg.name}-{digest}-seed{seed}"
 
 
-def fit_with_ray(cfg: ExperimentConfig, seed: int, mlflow_run_id: str | None) -> dict[str, FitResult]:
+def fit_with_ray(cfg: ExperimentConfig, seed: int, mlflow_run_id: str | None, *, run_name: str | None = None,
+                 callbacks: list | None = None, score_test: bool = True) -> dict[str, FitResult]:
     """The driver: one TorchTrainer for one seed, all domains of the experiment."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -121,12 +126,13 @@ def fit_with_ray(cfg: ExperimentConfig, seed: int, mlflow_run_id: str | None) ->
     storage_path, filesystem = ray_storage(res.storage_path)
     trainer = TorchTrainer(
         train_worker,
-        train_loop_config={"experiment": cfg.model_dump(), "seed": seed, "mlflow_run_id": mlflow_run_id},
+        train_loop_config={"experiment": cfg.model_dump(), "seed": seed, "mlflow_run_id": mlflow_run_id,
+                           "score_test": score_test},
         scaling_config=ScalingConfig(num_workers=res.workers, use_gpu=res.use_gpu,
                                      resources_per_worker={"CPU": res.cpus_per_worker}),
-        run_config=RunConfig(name=run_key(cfg, seed), storage_path=storage_path, storage_filesystem=filesystem,
-                             failure_config=FailureConfig(max_failures=res.max_failures),
-                             checkpoint_config=CheckpointConfig(num_to_keep=2)),
+        run_config=RunConfig(name=run_name or run_key(cfg, seed), storage_path=storage_path,
+                             storage_filesystem=filesystem, failure_config=FailureConfig(max_failures=res.max_failures),
+                             checkpoint_config=CheckpointConfig(num_to_keep=2), callbacks=callbacks),
     )
     result = trainer.fit()
     with result.checkpoint.as_directory() as directory:

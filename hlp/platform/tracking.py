@@ -50,7 +50,10 @@ class Tracker:
         return tracker
 
     def __init__(self, uri: str, experiment: str, run_name: str, tags: dict[str, str], enabled: bool = True,
-                 parent_run_id: str | None = None) -> None:
+                 parent_run_id: str | None = None, reuse_tag: tuple[str, str] | None = None,
+                 reuse_run_id: str | None = None) -> None:
+        """Create a run, or reopen one: `reuse_run_id`, or the run of this parent carrying
+        `reuse_tag`, so that a resumed sweep never duplicates a run."""
         self.enabled = enabled
         self.run_id: str | None = None
         if not enabled:
@@ -58,10 +61,23 @@ class Tracker:
         self.client = MlflowClient(tracking_uri=absolute_uri(uri))
         found = self.client.get_experiment_by_name(experiment)
         experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
+        self.run_id = reuse_run_id or self._find(experiment_id, parent_run_id, reuse_tag)
+        if self.run_id:
+            self.client.update_run(self.run_id, status="RUNNING")
+            return
         all_tags = {"mlflow.runName": run_name, "git_commit": git_commit(), **tags}
         if parent_run_id:
             all_tags["mlflow.parentRunId"] = parent_run_id
         self.run_id = self.client.create_run(experiment_id, tags=all_tags, run_name=run_name).info.run_id
+
+    def _find(self, experiment_id: str, parent_run_id: str | None, tag: tuple[str, str] | None) -> str | None:
+        if tag is None:
+            return None
+        query = f"tags.{tag[0]} = '{tag[1]}'"
+        if parent_run_id:
+            query += f" and tags.`mlflow.parentRunId` = '{parent_run_id}'"
+        runs = self.client.search_runs([experiment_id], filter_string=query, max_results=1)
+        return runs[0].info.run_id if runs else None
 
     def log_params(self, params: dict[str, Any]) -> None:
         if self.enabled:

@@ -189,11 +189,13 @@ def fit(
     worker: Worker = Worker(),
     resume: dict | None = None,
     on_epoch: Callable[[EpochRecord, Callable[[], dict]], None] | None = None,
+    score_test: bool = True,
 ) -> dict[str, FitResult]:
     """Train one model per domain; select by validation mAP; score the test splits once (rank 0).
 
     `on_epoch(record, state)` is called on every rank after every epoch; `state()` builds the
-    checkpoint payload that `resume` accepts.
+    checkpoint payload that `resume` accepts. Sweep trials pass `score_test=False`: a search
+    never sees the test split.
     """
     seed_everything(seed)
     if cfg.train.threads:
@@ -217,7 +219,7 @@ def fit(
             on_epoch(record, lambda: _state(epoch, runs, rng))
         if _agree(_patience_spent(runs, epoch, cfg.train.patience)):
             break
-    return _finish(runs, seed, modes, window, stride) if worker.rank == 0 else {}
+    return _finish(runs, seed, modes, window, stride, score_test) if worker.rank == 0 else {}
 
 
 def _update_best(run: DomainRun, epoch: int, score: float, mode: str) -> None:
@@ -231,14 +233,16 @@ def _patience_spent(runs: dict[str, DomainRun], epoch: int, patience: int | None
     return bool(patience) and all(epoch - run.best.epoch >= patience for run in runs.values())
 
 
-def _finish(runs: dict[str, DomainRun], seed: int, modes, window: int, stride: int) -> dict[str, FitResult]:
+def _finish(runs: dict[str, DomainRun], seed: int, modes, window: int, stride: int,
+            score_test: bool) -> dict[str, FitResult]:
     results = {}
     for domain, run in runs.items():
         best = run.best if run.best.state is not None else Best(float("nan"), 0, modes[0], run.module.state_dict())
         run.module.load_state_dict(best.state)
-        scores = score_videos(run.module, run.split.test, best.scoring, window, stride)
-        results[domain] = FitResult(domain, seed, best.epoch, best.scoring, best.val_map,
-                                    domain_map(run.split.test, scores), scores, best.state)
+        scores = score_videos(run.module, run.split.test, best.scoring, window, stride) if score_test else {}
+        test_map = domain_map(run.split.test, scores) if score_test else float("nan")
+        results[domain] = FitResult(domain, seed, best.epoch, best.scoring, best.val_map, test_map, scores,
+                                    best.state)
     return results
 
 

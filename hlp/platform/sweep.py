@@ -1,0 +1,172 @@
+"""`hlp sweep`: search the experiment's `search.space` with Ray Tune + Optuna, then report.
+
+Each trial is a plain function, a Train V2 driver that builds a TorchTrainer for the first seed
+and trains every domain in lockstep (passing a Trainer to a Tuner is refused under V2).
+`TuneReportCallback` forwards rank 0's mean validation mAP per epoch: Optuna's seeded TPE
+proposes from it and ASHA stops on it. Trials never score the test split. At the end the best
+configuration and the experiment's own defaults both train on every seed and are scored on the
+test split once, for `sweep_summary.json` and the printed table.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hlp.platform.config import ConfigError, ExperimentConfig, SearchParam, config_from_dict, flatten, to_yaml
+from hlp.platform.tracking import Tracker
+
+
+def check_space(cfg: ExperimentConfig) -> None:
+    """Refuse unknown keys and bad bounds before any trial starts, naming the key."""
+    known = flatten(cfg)
+    if not cfg.search.space:
+        raise ConfigError("search.space is empty: nothing to sweep")
+    for key, param in cfg.search.space.items():
+        if key not in known:
+            hint = difflib.get_close_matches(key, list(known), n=1)
+            raise ConfigError(f"search.space: unknown key {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+        _check_bounds(key, param)
+
+
+def _check_bounds(key: str, p: SearchParam) -> None:
+    if p.type == "categorical":
+        if not p.values:
+            raise ConfigError(f"search.space.{key}: categorical needs a non-empty 'values' list")
+        return
+    if p.low is None or p.high is None or not p.low < p.high:
+        raise ConfigError(f"search.space.{key}: needs low < high, got low={p.low} high={p.high}")
+    if p.type == "logfloat" and p.low <= 0:
+        raise ConfigError(f"search.space.{key}: logfloat needs low > 0, got {p.low}")
+    if p.type == "int" and (p.low != int(p.low) or p.high != int(p.high)):
+        raise ConfigError(f"search.space.{key}: int bounds must be integers, got {p.low}, {p.high}")
+
+
+def tune_space(space: dict[str, SearchParam]) -> dict[str, Any]:
+    from ray import tune
+
+    def one(p: SearchParam):
+        if p.type == "float":
+            return tune.uniform(p.low, p.high)
+        if p.type == "logfloat":
+            return tune.loguniform(p.low, p.high)
+        if p.type == "int":
+            return tune.qrandint(int(p.low), int(p.high), 1)  # inclusive of high, unlike randint
+        return tune.choice(p.values)
+
+    return {key: one(p) for key, p in space.items()}
+
+
+def apply_params(base: dict, params: dict[str, Any]) -> dict:
+    raw = copy.deepcopy(base)
+    for key, value in params.items():
+        *path, leaf = key.split(".")
+        node = raw
+        for part in path:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return raw
+
+
+def trial(params: dict, base: dict, parent_run_id: str | None, sweep_name: str) -> None:
+    """One Tune trial: a driver that runs a TorchTrainer and lets it report to Tune."""
+    from ray import tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from hlp.platform.distributed import fit_with_ray
+
+    trial_id = tune.get_context().get_trial_id()
+    cfg = config_from_dict(apply_params(base, params), f"trial {trial_id}")
+    child = Tracker(cfg.tracking.uri, cfg.tracking.experiment, f"{sweep_name}-{trial_id}",
+                    {"sweep": sweep_name, "trial_id": trial_id, **_tags(cfg)}, cfg.tracking.enabled,
+                    parent_run_id=parent_run_id, reuse_tag=("trial_id", trial_id))
+    child.log_params(flatten(cfg))
+    try:
+        results = fit_with_ray(cfg, cfg.train.seeds[0], child.run_id, run_name=f"{sweep_name}-{trial_id}",
+                               callbacks=[TuneReportCallback()], score_test=False)
+        child.log_metrics({f"val_map.{d}": r.val_map for d, r in results.items()})
+    except BaseException:
+        child.finish("FAILED")
+        raise
+    child.finish()
+
+
+def _tags(cfg: ExperimentConfig) -> dict[str, str]:
+    return {"dataset": cfg.data.dataset, "protocol": cfg.data.protocol, "variant": cfg.model.variant}
+
+
+def run_sweep(cfg: ExperimentConfig, output: Path, resume: bool, train: Callable[[ExperimentConfig, Path], dict],
+              log: Callable[[str], None] = print) -> dict:
+    """Search, then train the winner and the defaults on every seed and score them on test once."""
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+    from optuna.samplers import TPESampler
+
+    from hlp.platform.distributed import ensure_ray
+    from hlp.platform.storage import ray_storage
+
+    check_space(cfg)
+    output.mkdir(parents=True, exist_ok=True)
+    state_path = output / "sweep_state.json"
+    state = json.loads(state_path.read_text()) if resume and state_path.exists() else {}
+    parent = Tracker(cfg.tracking.uri, cfg.tracking.experiment, f"sweep-{cfg.name}", {"sweep": cfg.name, **_tags(cfg)},
+                     cfg.tracking.enabled, reuse_run_id=state.get("parent_run_id"))
+    state_path.write_text(json.dumps({"parent_run_id": parent.run_id}))
+    parent.log_params(flatten(cfg))
+    (output / "config.yaml").write_text(to_yaml(cfg))
+    ensure_ray(cfg.resources.address)
+    storage_path, filesystem = ray_storage(cfg.resources.storage_path)
+    trainable = tune.with_parameters(trial, base=cfg.model_dump(), parent_run_id=parent.run_id, sweep_name=cfg.name)
+    trainable = tune.with_resources(trainable, {"CPU": 1})
+    path = f"{storage_path.rstrip('/')}/{cfg.name}-sweep"
+    if resume and tune.Tuner.can_restore(path, storage_filesystem=filesystem):
+        log(f"resuming the sweep stored at {path}")
+        tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True,
+                                   storage_filesystem=filesystem)
+    else:
+        s = cfg.search
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(
+                metric="val_map", mode="max", num_samples=s.num_samples, max_concurrent_trials=s.max_concurrent,
+                search_alg=OptunaSearch(space=tune_space(s.space), metric="val_map", mode="max",
+                                        sampler=TPESampler(seed=s.seed)),
+                scheduler=ASHAScheduler(time_attr="epoch", max_t=cfg.train.epochs + 1, grace_period=s.grace_period,
+                                        reduction_factor=s.reduction_factor),
+            ),
+            run_config=tune.RunConfig(name=f"{cfg.name}-sweep", storage_path=storage_path,
+                                      storage_filesystem=filesystem),
+        )
+    grid = tuner.fit()
+    return _report(cfg, grid, output, parent, train, log)
+
+
+def _report(cfg, grid, output: Path, parent: Tracker, train, log) -> dict:
+    from hlp.platform.sweep_figures import optuna_figures
+
+    best = grid.get_best_result(metric="val_map", mode="max", scope="all")
+    params = {k: best.config[k] for k in cfg.search.space}
+    log(f"best of {len(grid)} trials: val_map={best.metrics.get('val_map'):.4f} {params}")
+    best_cfg = config_from_dict(apply_params(cfg.model_dump(), params), "best trial")
+    runs = {"best": train(best_cfg, output / "best"), "defaults": train(cfg, output / "defaults")}
+    summary = {
+        "sweep": cfg.name, "trials": len(grid), "best_params": params,
+        "best_trial_val_map": best.metrics.get("val_map"),
+        "defaults_params": {k: flatten(cfg)[k] for k in cfg.search.space},
+        **{name: {"mean_val_map": m["mean_val_map"], "mean_test_map": m["mean_test_map"],
+                  "domains": {d: {k: v[k] for k in ("val_map", "test_map", "test_map_std")}
+                              for d, v in m["domains"].items()}} for name, m in runs.items()},
+    }
+    (output / "sweep_summary.json").write_text(json.dumps(summary, indent=2))
+    parent.log_metrics({f"test_map.{d}": v["test_map"] for d, v in summary["best"]["domains"].items()})
+    parent.log_metrics({"best_val_map": summary["best"]["mean_val_map"], "best_test_map": summary["best"]["mean_test_map"]})
+    for figure in optuna_figures(grid, cfg.search.space, output):
+        parent.log_artifact(figure)
+    parent.log_artifact(output / "sweep_summary.json")
+    parent.finish()
+    return summary

@@ -1,0 +1,90 @@
+"""`hlp sweep`: search-space checks, and a real tiny sweep (Ray Tune + Optuna + ASHA + MLflow)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from hlp.platform.config import ConfigError, load_config
+from hlp.platform.sweep import apply_params, check_space, tune_space
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+TINY = ["model.d_model=16", "model.heads=2", "model.d_k=16", "model.d_v=16", "model.ffn_dim=32",
+        "train.epochs=3", "train.seeds=[0]", "train.threads=1", "search.num_samples=3", "search.grace_period=1"]
+
+
+def space(**params):
+    return [f"search.space={json.dumps(params)}"]
+
+
+def test_shipped_sweeps_are_valid():
+    for name in ("hpcl.yaml", "hpcl-tvsum.yaml"):
+        cfg = load_config(EXPERIMENTS / name)
+        check_space(cfg)
+        assert {"loss.lambda_ce", "loss.lambda_hpcl", "loss.lambda_rank", "loss.margin", "loss.temperature",
+                "loss.region"} <= set(cfg.search.space)
+
+
+def test_unknown_space_key_is_refused_with_a_suggestion():
+    cfg = load_config(None, space(**{"loss.lamda_rank": {"type": "float", "low": 0.1, "high": 1}}))
+    with pytest.raises(ConfigError, match="loss.lamda_rank.*loss.lambda_rank"):
+        check_space(cfg)
+
+
+@pytest.mark.parametrize("param, needle", [
+    ({"type": "float", "low": 1.0, "high": 0.5}, "low < high"),
+    ({"type": "logfloat", "low": 0.0, "high": 0.5}, "low > 0"),
+    ({"type": "int", "low": 1.5, "high": 4}, "integers"),
+    ({"type": "categorical", "values": []}, "non-empty"),
+])
+def test_bad_bounds_are_refused(param, needle):
+    with pytest.raises(ConfigError, match=f"loss.margin.*{needle}"):
+        check_space(load_config(None, space(**{"loss.margin": param})))
+
+
+def test_int_ranges_are_inclusive():
+    from ray.tune.search.optuna import OptunaSearch
+
+    cfg = load_config(None, space(**{"loss.region": {"type": "int", "low": 1, "high": 2}}))
+    [distribution] = OptunaSearch.convert_search_space(tune_space(cfg.search.space)).values()
+    assert (distribution.low, distribution.high, distribution.step) == (1, 2, 1)  # what TPE samples from
+
+
+def test_params_apply_to_dotted_keys():
+    raw = apply_params({"loss": {"margin": 0.7}}, {"loss.margin": 0.3, "train.lr": 0.01})
+    assert raw == {"loss": {"margin": 0.3}, "train": {"lr": 0.01}}
+
+
+@pytest.mark.slow
+def test_tiny_sweep_end_to_end(tmp_path, synth_root):
+    args = [sys.executable, "-m", "hlp.platform.cli", "sweep", str(EXPERIMENTS / "hpcl.yaml"),
+            "--set", f"data.root={synth_root}", *[x for s in TINY for x in ("--set", s)], "--output", "out"]
+    result = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "out" / "sweep_summary.json").read_text())
+    assert summary["trials"] == 3
+    assert set(summary["best_params"]) == set(load_config(EXPERIMENTS / "hpcl.yaml").search.space)
+    assert summary["defaults_params"]["loss.lambda_hpcl"] == 0.3
+    for name in ("best", "defaults"):
+        assert set(summary[name]["domains"]) == {"synth_a", "synth_b"}
+        assert all(0.0 <= d["test_map"] <= 1.0 for d in summary[name]["domains"].values())
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("hpcl-sweep")
+    runs = client.search_runs([experiment.experiment_id])
+    [parent] = [r for r in runs if r.info.run_name == "sweep-hpcl"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) == 3
+    for child in children:
+        assert child.data.tags["sweep"] == "hpcl" and "trial_id" in child.data.tags
+        assert any(k.endswith(".val_map") for k in child.data.metrics)
+        assert not any("test" in k for k in child.data.metrics)  # trials never score the test split
+        assert "loss.lambda_hpcl" in child.data.params
+    assert "test_map.synth_a" in parent.data.metrics
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"optimization_history.png", "sweep_summary.json"} <= artifacts
