@@ -88,3 +88,52 @@ def test_tiny_sweep_end_to_end(tmp_path, synth_root):
     assert "test_map.synth_a" in parent.data.metrics
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"optimization_history.png", "sweep_summary.json"} <= artifacts
+
+
+@pytest.mark.slow
+def test_killed_sweep_resumes_without_duplicates(tmp_path, synth_root):
+    """Kill the sweep driver after its first finished trial; --resume completes the rest."""
+    import os
+    import signal
+    import time
+
+    base = [sys.executable, "-m", "hlp.platform.cli", "sweep", str(EXPERIMENTS / "hpcl.yaml"),
+            "--set", f"data.root={synth_root}", *[x for s in TINY for x in ("--set", s)], "--output", "out"]
+    driver = subprocess.Popen(base, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    db = tmp_path / "mlflow.db"
+    deadline = time.time() + 600
+    while time.time() < deadline and driver.poll() is None:
+        if db.exists() and _finished_children(db) >= 1:
+            break
+        time.sleep(2)
+    assert driver.poll() is None, "the sweep ended before it could be interrupted"
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+    subprocess.run(["ray", "stop", "--force"], capture_output=True, timeout=120)
+    assert not (tmp_path / "out" / "sweep_summary.json").exists()
+
+    result = subprocess.run([*base, "--resume"], cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "resuming the sweep" in result.stderr
+    summary = json.loads((tmp_path / "out" / "sweep_summary.json").read_text())
+    assert summary["trials"] == 3
+    client = MlflowClient(tracking_uri=f"sqlite:///{db}")
+    runs = client.search_runs([client.get_experiment_by_name("hpcl-sweep").experiment_id])
+    parents = [r for r in runs if r.info.run_name == "sweep-hpcl"]
+    assert len(parents) == 1
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert len(children) == 3 and len({c.data.tags["trial_id"] for c in children}) == 3
+
+
+def _finished_children(db: Path) -> int:
+    import sqlite3
+
+    try:
+        with sqlite3.connect(db) as conn:
+            rows = conn.execute(
+                "select count(*) from runs r join tags t on r.run_uuid = t.run_uuid "
+                "where t.key = 'mlflow.parentRunId' and r.status = 'FINISHED'").fetchone()
+    except sqlite3.Error:
+        return 0
+    return rows[0]

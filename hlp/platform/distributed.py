@@ -76,7 +76,8 @@ def train_worker(config: dict) -> None:
         final[STATE] = latest["state"]()
     # The selected models' mean validation mAP, so every report carries the metric Tune reads.
     best_val = float(np.mean([r.val_map for r in results.values()])) if results else float("nan")
-    _report({"done": 1, "epoch": last + 1, "val_map": best_val}, final)
+    # Not "done": Tune reads that key as "trial finished" and would cut the trial short.
+    _report({"final": 1, "epoch": last + 1, "val_map": best_val}, final)
 
 
 def _report(metrics: dict, files: dict | None) -> None:

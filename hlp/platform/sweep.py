@@ -136,7 +136,9 @@ def run_sweep(cfg: ExperimentConfig, output: Path, resume: bool, train: Callable
                 metric="val_map", mode="max", num_samples=s.num_samples, max_concurrent_trials=s.max_concurrent,
                 search_alg=OptunaSearch(space=tune_space(s.space), metric="val_map", mode="max",
                                         sampler=TPESampler(seed=s.seed)),
-                scheduler=ASHAScheduler(time_attr="epoch", max_t=cfg.train.epochs + 1, grace_period=s.grace_period,
+                # Reports run from epoch 0 to the final one (epochs + 1); ASHA stops a trial that
+                # reaches max_t, so max_t lies beyond it and the trial closes its own MLflow run.
+                scheduler=ASHAScheduler(time_attr="epoch", max_t=cfg.train.epochs + 2, grace_period=s.grace_period,
                                         reduction_factor=s.reduction_factor),
             ),
             run_config=tune.RunConfig(name=f"{cfg.name}-sweep", storage_path=storage_path,
@@ -149,6 +151,7 @@ def run_sweep(cfg: ExperimentConfig, output: Path, resume: bool, train: Callable
 def _report(cfg, grid, output: Path, parent: Tracker, train, log) -> dict:
     from hlp.platform.sweep_figures import optuna_figures
 
+    parent.close_children()
     best = grid.get_best_result(metric="val_map", mode="max", scope="all")
     params = {k: best.config[k] for k in cfg.search.space}
     log(f"best of {len(grid)} trials: val_map={best.metrics.get('val_map'):.4f} {params}")

@@ -100,6 +100,18 @@ class Tracker:
         if self.enabled:
             self.client.log_artifact(self.run_id, str(path), artifact_path)
 
+    def close_children(self, status: str = "KILLED") -> int:
+        """Mark child runs still RUNNING (trials that ASHA stopped mid-run) as ended."""
+        if not self.enabled:
+            return 0
+        experiment_id = self.client.get_run(self.run_id).info.experiment_id
+        query = f"tags.`mlflow.parentRunId` = '{self.run_id}' and attributes.status = 'RUNNING'"
+        runs = self.client.search_runs([experiment_id], filter_string=query)
+        for run in runs:
+            self.client.set_tag(run.info.run_id, "stopped_early", "true")
+            self.client.set_terminated(run.info.run_id, status)
+        return len(runs)
+
     def finish(self, status: str = "FINISHED") -> None:
         if self.enabled:
             self.client.set_terminated(self.run_id, status)
