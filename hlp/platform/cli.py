@@ -69,12 +69,10 @@ def sweep(
     from hlp.platform.config import ConfigError, load_config, with_absolute_paths
     from hlp.platform.datasets import DataError
     from hlp.platform.experiment import run_training
-    from hlp.platform.sweep import check_space, run_sweep
+    from hlp.platform.sweep import run_sweep
 
     try:
-        cfg = load_config(config, set_)
-        check_space(cfg)
-        cfg = with_absolute_paths(cfg)
+        cfg = with_absolute_paths(load_config(config, set_))
     except (ConfigError, FileNotFoundError) as exc:
         _fail(str(exc))
     out = output or Path("outputs") / f"{cfg.name}-sweep"

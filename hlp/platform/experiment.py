@@ -18,7 +18,7 @@ from hlp.platform.datasets import Dataset, load_dataset
 from hlp.platform.plots import score_timelines
 from hlp.platform.distributed import ensure_ray, fit_with_ray
 from hlp.platform.protocols import available_domains
-from hlp.platform.tracking import Tracker
+from hlp.platform.tracking import Tracker, run_tags
 from hlp.platform.training import FitResult
 
 Progress = Callable[[str, int, int], None]  # (task label, done, total)
@@ -35,7 +35,7 @@ def run_training(cfg: ExperimentConfig, output: Path, progress: Progress | None 
         log(f"skipped: {line}")
     if not domains:
         raise ValueError(f"no domain of {cfg.data.dataset} under {dataset.root} has train and test videos")
-    tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment, cfg.name, _tags(cfg), cfg.tracking.enabled)
+    tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment, cfg.name, run_tags(cfg), cfg.tracking.enabled)
     tracker.log_params(flatten(cfg))
     (output / "config.yaml").write_text(to_yaml(cfg))
     ensure_ray(cfg.resources.address)
@@ -57,10 +57,6 @@ def run_training(cfg: ExperimentConfig, output: Path, progress: Progress | None 
     tracker.finish()
     metrics["mlflow_run_id"] = tracker.run_id
     return metrics
-
-
-def _tags(cfg: ExperimentConfig) -> dict[str, str]:
-    return {"dataset": cfg.data.dataset, "protocol": cfg.data.protocol, "variant": cfg.model.variant}
 
 
 def _std(values: list[float]) -> float:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from hlp.platform.config import ConfigError, ExperimentConfig, SearchParam, config_from_dict, flatten, to_yaml
-from hlp.platform.tracking import Tracker
+from hlp.platform.tracking import Tracker, run_tags
 
 
 def check_space(cfg: ExperimentConfig) -> None:
@@ -82,7 +82,7 @@ def trial(params: dict, base: dict, parent_run_id: str | None, sweep_name: str) 
     trial_id = tune.get_context().get_trial_id()
     cfg = config_from_dict(apply_params(base, params), f"trial {trial_id}")
     child = Tracker(cfg.tracking.uri, cfg.tracking.experiment, f"{sweep_name}-{trial_id}",
-                    {"sweep": sweep_name, "trial_id": trial_id, **_tags(cfg)}, cfg.tracking.enabled,
+                    {"sweep": sweep_name, "trial_id": trial_id, **run_tags(cfg)}, cfg.tracking.enabled,
                     parent_run_id=parent_run_id, reuse_tag=("trial_id", trial_id))
     child.log_params(flatten(cfg))
     try:
@@ -93,10 +93,6 @@ def trial(params: dict, base: dict, parent_run_id: str | None, sweep_name: str) 
         child.finish("FAILED")
         raise
     child.finish()
-
-
-def _tags(cfg: ExperimentConfig) -> dict[str, str]:
-    return {"dataset": cfg.data.dataset, "protocol": cfg.data.protocol, "variant": cfg.model.variant}
 
 
 def run_sweep(cfg: ExperimentConfig, output: Path, resume: bool, train: Callable[[ExperimentConfig, Path], dict],
@@ -114,7 +110,7 @@ def run_sweep(cfg: ExperimentConfig, output: Path, resume: bool, train: Callable
     output.mkdir(parents=True, exist_ok=True)
     state_path = output / "sweep_state.json"
     state = json.loads(state_path.read_text()) if resume and state_path.exists() else {}
-    parent = Tracker(cfg.tracking.uri, cfg.tracking.experiment, f"sweep-{cfg.name}", {"sweep": cfg.name, **_tags(cfg)},
+    parent = Tracker(cfg.tracking.uri, cfg.tracking.experiment, f"sweep-{cfg.name}", {"sweep": cfg.name, **run_tags(cfg)},
                      cfg.tracking.enabled, reuse_run_id=state.get("parent_run_id"))
     state_path.write_text(json.dumps({"parent_run_id": parent.run_id}))
     parent.log_params(flatten(cfg))
@@ -157,10 +153,11 @@ def _report(cfg, grid, output: Path, parent: Tracker, train, log) -> dict:
     log(f"best of {len(grid)} trials: val_map={best.metrics.get('val_map'):.4f} {params}")
     best_cfg = config_from_dict(apply_params(cfg.model_dump(), params), "best trial")
     runs = {"best": train(best_cfg, output / "best"), "defaults": train(cfg, output / "defaults")}
+    defaults = flatten(cfg)
     summary = {
         "sweep": cfg.name, "trials": len(grid), "best_params": params,
         "best_trial_val_map": best.metrics.get("val_map"),
-        "defaults_params": {k: flatten(cfg)[k] for k in cfg.search.space},
+        "defaults_params": {k: defaults[k] for k in cfg.search.space},
         **{name: {"mean_val_map": m["mean_val_map"], "mean_test_map": m["mean_test_map"],
                   "domains": {d: {k: v[k] for k in ("val_map", "test_map", "test_map_std")}
                               for d, v in m["domains"].items()}} for name, m in runs.items()},

@@ -37,6 +37,11 @@ def absolute_uri(uri: str) -> str:
     return uri
 
 
+def run_tags(cfg) -> dict[str, str]:
+    """The tags every run of an experiment carries, so the UI can group and filter them."""
+    return {"dataset": cfg.data.dataset, "protocol": cfg.data.protocol, "variant": cfg.model.variant}
+
+
 class Tracker:
     """One MLflow run; every method is a no-op when tracking is disabled."""
 
