@@ -13,6 +13,11 @@ import pytest
 
 from hlp.platform.synth import SynthSpec, write_synthetic
 
+# Ray Train V2's controller collects each report when it polls its workers (every 2 s by
+# default) and a worker's next report waits for that, so epochs of a tiny test model would each
+# take 2 s. Faster polling keeps the suite short; it is inherited by every cluster tests start.
+os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
+
 SMALL_SYNTH = SynthSpec(videos_per_domain=10, min_clips=12, max_clips=30, rgb_dim=8, audio_dim=16)
 
 

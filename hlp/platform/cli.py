@@ -36,6 +36,7 @@ def train(
     from hlp.platform.config import ConfigError, load_config
     from hlp.platform.datasets import DataError
     from hlp.platform.experiment import run_training
+    from hlp.platform.tracking import TrackingError
 
     try:
         cfg = load_config(config, set_)
@@ -52,7 +53,7 @@ def train(
 
         try:
             metrics = run_training(cfg, out, progress, log=lambda line: err.print(line, highlight=False))
-        except (DataError, FileNotFoundError, ValueError) as exc:
+        except (DataError, FileNotFoundError, ValueError, TrackingError) as exc:
             _fail(str(exc))
     typer.echo(json.dumps({k: metrics[k] for k in ("domains", "mean_val_map", "mean_test_map")}, indent=1))
     err.print(f"wrote {out}/metrics.json and {out}/scores_test.json (MLflow run {metrics['mlflow_run_id']})")
@@ -70,6 +71,7 @@ def sweep(
     from hlp.platform.datasets import DataError
     from hlp.platform.experiment import run_training
     from hlp.platform.sweep import run_sweep
+    from hlp.platform.tracking import TrackingError
 
     try:
         cfg = with_absolute_paths(load_config(config, set_))
@@ -78,8 +80,8 @@ def sweep(
     out = output or Path("outputs") / f"{cfg.name}-sweep"
     log = lambda line: err.print(line, highlight=False)  # noqa: E731
     try:
-        summary = run_sweep(cfg, out.resolve(), resume, lambda c, o: run_training(c, o, log=log), log)
-    except (DataError, ValueError) as exc:
+        summary = run_sweep(cfg, out.resolve(), resume, lambda c, o, tags: run_training(c, o, log=log, tags=tags), log)
+    except (DataError, FileNotFoundError, ValueError, TrackingError) as exc:
         _fail(str(exc))
     _print_summary(summary)
     err.print(f"wrote {out}/sweep_summary.json")

@@ -12,6 +12,7 @@ import difflib
 import os
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -25,6 +26,16 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _no_password(uri: str | None) -> str | None:
+    """Refuse credentials inside a URI: the config is logged as MLflow params, written as YAML
+    artifacts and shipped to Ray workers, so a secret there would leak everywhere."""
+    if uri and urlsplit(uri).password:
+        raise ValueError("must not embed a password (user:password@host); put credentials in the "
+                         "environment instead (MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD, "
+                         "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)")
+    return uri
+
+
 class DataConfig(_Section):
     dataset: Literal["youtube", "tvsum"] = "youtube"
     root: str = "${HLP_DATA_ROOT}"
@@ -33,6 +44,8 @@ class DataConfig(_Section):
     format: Literal["umt"] = "umt"
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     on_bad: Literal["skip", "error"] = "skip"
+
+    _root_has_no_secret = field_validator("root")(_no_password)
 
 
 class ModelConfig(_Section):
@@ -97,11 +110,15 @@ class ResourcesConfig(_Section):
     storage_path: str = "ray_results"  # checkpoints: a local directory or s3://bucket/prefix
     address: str | None = None  # an existing Ray cluster; default: RAY_ADDRESS, else a local one
 
+    _paths_have_no_secret = field_validator("storage_path", "address")(_no_password)
+
 
 class TrackingConfig(_Section):
     uri: str = "sqlite:///mlflow.db"
     experiment: str = "hlp"
     enabled: bool = True
+
+    _uri_has_no_secret = field_validator("uri")(_no_password)
 
 
 class SearchParam(_Section):
@@ -203,7 +220,10 @@ def _describe(error: dict[str, Any]) -> str:
     if error["type"] == "extra_forbidden":
         hint = _closest_key(loc)
         return f"unknown key {key!r}" + (f" (did you mean {hint!r}?)" if hint else "")
-    return f"{key}: {error['msg']} (got {error.get('input')!r})"
+    shown = error.get("input")
+    if isinstance(shown, str) and urlsplit(shown).password:
+        shown = "<a URI with a password, not shown>"
+    return f"{key}: {error['msg']} (got {shown!r})"
 
 
 def _closest_key(loc: list[str]) -> str | None:

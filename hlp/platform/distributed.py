@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -59,17 +60,23 @@ def train_worker(config: dict) -> None:
     worker = Worker(rank, world, ray.train.torch.get_device(),
                     ray.train.torch.prepare_model if world > 1 else (lambda m: m))
     tracker = Tracker.attach(cfg.tracking.uri, config.get("mlflow_run_id")) if rank == 0 else None
-    last, latest = cfg.train.epochs, {}
+    resume = _resume_state()
+    if tracker:  # where rank 0 ran, and whether it continued a checkpoint (a retried worker does)
+        tracker.set_tags({"worker_node_id": ray.get_runtime_context().get_node_id(),
+                          **({"resumed_from_epoch": resume["epoch"]} if resume else {})})
+    last, latest, clock = cfg.train.epochs, {}, [time.perf_counter()]
 
     def on_epoch(record: EpochRecord, state) -> None:
         latest["state"] = state
         metrics = epoch_metrics(record)
+        now = time.perf_counter()
+        metrics["epoch_time_s"], clock[0] = now - clock[0], now  # steady-state speed, per epoch
         if tracker:
             tracker.log_metrics({f"seed{seed}.{k}": v for k, v in metrics.items() if k != "epoch"}, step=record.epoch)
         keep = rank == 0 and (record.epoch % cfg.train.checkpoint_every == 0 or record.epoch == last)
         _report(metrics, {STATE: state()} if keep else None)
 
-    results = fit(load_splits(cfg, seed), cfg, seed, worker, _resume_state(), on_epoch,
+    results = fit(load_splits(cfg, seed), cfg, seed, worker, resume, on_epoch,
                   score_test=config.get("score_test", True))
     final = {RESULTS: _results_payload(results)} if rank == 0 else None
     if final and "state" in latest:  # a rerun of a finished run then redoes no epoch
@@ -104,7 +111,8 @@ def _results_payload(results: dict[str, FitResult]) -> dict:
         "results": {
             d: {"seed": r.seed, "best_epoch": r.best_epoch, "scoring": r.scoring, "val_map": r.val_map,
                 "test_map": r.test_map, "test_scores": {v: torch.from_numpy(s) for v, s in r.test_scores.items()},
-                "state_dict": r.state_dict}
+                "state_dict": r.state_dict,
+                "val_scores": {v: torch.from_numpy(s) for v, s in r.val_scores.items()}}
             for d, r in results.items()
         }
     }
@@ -140,7 +148,8 @@ def fit_with_ray(cfg: ExperimentConfig, seed: int, mlflow_run_id: str | None, *,
         payload = torch.load(Path(directory) / RESULTS, weights_only=True)["results"]
     return {
         d: FitResult(d, r["seed"], r["best_epoch"], r["scoring"], r["val_map"], r["test_map"],
-                     {v: s.numpy() for v, s in r["test_scores"].items()}, r["state_dict"])
+                     {v: s.numpy() for v, s in r["test_scores"].items()}, r["state_dict"],
+                     {v: s.numpy() for v, s in r["val_scores"].items()})
         for d, r in payload.items()
     }
 

@@ -18,24 +18,26 @@ from hlp.platform.datasets import Dataset, load_dataset
 from hlp.platform.plots import score_timelines
 from hlp.platform.distributed import ensure_ray, fit_with_ray
 from hlp.platform.protocols import available_domains
-from hlp.platform.tracking import Tracker, run_tags
+from hlp.platform.tracking import Tracker, check_reachable, run_tags
 from hlp.platform.training import FitResult
 
 Progress = Callable[[str, int, int], None]  # (task label, done, total)
 
 
 def run_training(cfg: ExperimentConfig, output: Path, progress: Progress | None = None,
-                 log: Callable[[str], None] = print) -> dict:
-    """Every seed of `cfg` on a Ray Train TorchTrainer; a rerun with the same config resumes."""
+                 log: Callable[[str], None] = print, tags: dict[str, str] | None = None) -> dict:
+    """Every seed of `cfg` on a Ray Train TorchTrainer; a rerun with the same config resumes.
+
+    `tags` mark runs made on another command's behalf (a sweep's final runs); their `run_key`
+    tag finds the run again when that command is resumed, so no MLflow run is duplicated.
+    """
     output.mkdir(parents=True, exist_ok=True)
     cfg = with_absolute_paths(cfg)
-    dataset = load_dataset(cfg.data.dataset, cfg.data.root, cfg.data.domains, cfg.data.on_bad)
-    domains, notes = available_domains(dataset, cfg.data.protocol, cfg.data.domains)
-    for line in [*(str(s) for s in dataset.skipped), *notes]:
-        log(f"skipped: {line}")
-    if not domains:
-        raise ValueError(f"no domain of {cfg.data.dataset} under {dataset.root} has train and test videos")
-    tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment, cfg.name, run_tags(cfg), cfg.tracking.enabled)
+    dataset, domains, notes = preflight(cfg, log)
+    tags = dict(tags or {})
+    tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment, tags.pop("run_name", cfg.name),
+                      {**run_tags(cfg), **tags}, cfg.tracking.enabled,
+                      reuse_tag=("run_key", tags["run_key"]) if "run_key" in tags else None)
     tracker.log_params(flatten(cfg))
     (output / "config.yaml").write_text(to_yaml(cfg))
     ensure_ray(cfg.resources.address)
@@ -57,6 +59,20 @@ def run_training(cfg: ExperimentConfig, output: Path, progress: Progress | None 
     tracker.finish()
     metrics["mlflow_run_id"] = tracker.run_id
     return metrics
+
+
+def preflight(cfg: ExperimentConfig, log: Callable[[str], None]) -> tuple[Dataset, list[str], list[str]]:
+    """Everything that can be checked before Ray starts: the tracking store, the data root, and
+    which domains have features (the skipped ones are said). Raises with the culprit named."""
+    if cfg.tracking.enabled:
+        check_reachable(cfg.tracking.uri)
+    dataset = load_dataset(cfg.data.dataset, cfg.data.root, cfg.data.domains, cfg.data.on_bad)
+    domains, notes = available_domains(dataset, cfg.data.protocol, cfg.data.domains)
+    for line in [*(str(s) for s in dataset.skipped), *notes]:
+        log(f"skipped: {line}")
+    if not domains:
+        raise ValueError(f"no domain of {cfg.data.dataset} under {dataset.root} has train and test videos")
+    return dataset, domains, notes
 
 
 def _std(values: list[float]) -> float:

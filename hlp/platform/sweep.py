@@ -10,7 +10,6 @@ test split once, for `sweep_summary.json` and the printed table.
 
 from __future__ import annotations
 
-import copy
 import difflib
 import json
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from typing import Any
 
 from hlp.platform.config import ConfigError, ExperimentConfig, SearchParam, config_from_dict, flatten, to_yaml
 from hlp.platform.tracking import Tracker, run_tags
+from hlp.platform.trial import apply_params, trial
 
 
 def check_space(cfg: ExperimentConfig) -> None:
@@ -61,41 +61,8 @@ def tune_space(space: dict[str, SearchParam]) -> dict[str, Any]:
     return {key: one(p) for key, p in space.items()}
 
 
-def apply_params(base: dict, params: dict[str, Any]) -> dict:
-    raw = copy.deepcopy(base)
-    for key, value in params.items():
-        *path, leaf = key.split(".")
-        node = raw
-        for part in path:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return raw
-
-
-def trial(params: dict, base: dict, parent_run_id: str | None, sweep_name: str) -> None:
-    """One Tune trial: a driver that runs a TorchTrainer and lets it report to Tune."""
-    from ray import tune
-    from ray.tune.integration.ray_train import TuneReportCallback
-
-    from hlp.platform.distributed import fit_with_ray
-
-    trial_id = tune.get_context().get_trial_id()
-    cfg = config_from_dict(apply_params(base, params), f"trial {trial_id}")
-    child = Tracker(cfg.tracking.uri, cfg.tracking.experiment, f"{sweep_name}-{trial_id}",
-                    {"sweep": sweep_name, "trial_id": trial_id, **run_tags(cfg)}, cfg.tracking.enabled,
-                    parent_run_id=parent_run_id, reuse_tag=("trial_id", trial_id))
-    child.log_params(flatten(cfg))
-    try:
-        results = fit_with_ray(cfg, cfg.train.seeds[0], child.run_id, run_name=f"{sweep_name}-{trial_id}",
-                               callbacks=[TuneReportCallback()], score_test=False)
-        child.log_metrics({f"val_map.{d}": r.val_map for d, r in results.items()})
-    except BaseException:
-        child.finish("FAILED")
-        raise
-    child.finish()
-
-
-def run_sweep(cfg: ExperimentConfig, output: Path, resume: bool, train: Callable[[ExperimentConfig, Path], dict],
+def run_sweep(cfg: ExperimentConfig, output: Path, resume: bool,
+              train: Callable[[ExperimentConfig, Path, dict[str, str]], dict],
               log: Callable[[str], None] = print) -> dict:
     """Search, then train the winner and the defaults on every seed and score them on test once."""
     from ray import tune
@@ -106,7 +73,10 @@ def run_sweep(cfg: ExperimentConfig, output: Path, resume: bool, train: Callable
     from hlp.platform.distributed import ensure_ray
     from hlp.platform.storage import ray_storage
 
+    from hlp.platform.experiment import preflight
+
     check_space(cfg)
+    preflight(cfg, log)
     output.mkdir(parents=True, exist_ok=True)
     state_path = output / "sweep_state.json"
     state = json.loads(state_path.read_text()) if resume and state_path.exists() else {}
@@ -116,6 +86,7 @@ def run_sweep(cfg: ExperimentConfig, output: Path, resume: bool, train: Callable
     parent.log_params(flatten(cfg))
     (output / "config.yaml").write_text(to_yaml(cfg))
     ensure_ray(cfg.resources.address)
+    _warn_if_oversubscribed(cfg, log)
     storage_path, filesystem = ray_storage(cfg.resources.storage_path)
     trainable = tune.with_parameters(trial, base=cfg.model_dump(), parent_run_id=parent.run_id, sweep_name=cfg.name)
     trainable = tune.with_resources(trainable, {"CPU": 1})
@@ -144,6 +115,20 @@ def run_sweep(cfg: ExperimentConfig, output: Path, resume: bool, train: Callable
     return _report(cfg, grid, output, parent, train, log)
 
 
+def _warn_if_oversubscribed(cfg: ExperimentConfig, log: Callable[[str], None]) -> None:
+    """Tune reserves only each trial's driver CPU; workers that cannot be placed time out and
+    retry (STACK-NOTES), so say when max_concurrent asks for more than the cluster has."""
+    import ray
+
+    res = cfg.resources
+    per_trial = 1 + res.workers * res.cpus_per_worker
+    cpus = ray.cluster_resources().get("CPU", 0)
+    if cfg.search.max_concurrent * per_trial > cpus:
+        log(f"warning: search.max_concurrent={cfg.search.max_concurrent} trials need "
+            f"{cfg.search.max_concurrent * per_trial:g} CPUs (1 driver + {res.workers} x {res.cpus_per_worker:g} "
+            f"per trial) but the cluster has {cpus:g}; trials will wait for workers (an autoscaler may add nodes)")
+
+
 def _report(cfg, grid, output: Path, parent: Tracker, train, log) -> dict:
     from hlp.platform.sweep_figures import optuna_figures
 
@@ -152,7 +137,9 @@ def _report(cfg, grid, output: Path, parent: Tracker, train, log) -> dict:
     params = {k: best.config[k] for k in cfg.search.space}
     log(f"best of {len(grid)} trials: val_map={best.metrics.get('val_map'):.4f} {params}")
     best_cfg = config_from_dict(apply_params(cfg.model_dump(), params), "best trial")
-    runs = {"best": train(best_cfg, output / "best"), "defaults": train(cfg, output / "defaults")}
+    runs = {role: train(c, output / role, {"sweep": cfg.name, "role": role, "run_name": f"{cfg.name}-{role}",
+                                          "run_key": f"{parent.run_id}/{role}"})
+            for role, c in (("best", best_cfg), ("defaults", cfg))}
     defaults = flatten(cfg)
     summary = {
         "sweep": cfg.name, "trials": len(grid), "best_params": params,

@@ -7,6 +7,7 @@ plain `./mlruns` file store is refused by MLflow 3 unless explicitly allowed.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -16,6 +17,46 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 _MAX_PARAM = 6000  # MLflow's limit on a param value's length
+_PROBE_TIMEOUT_S = 5  # a reachable server answers a one-row search well within this
+
+
+class TrackingError(RuntimeError):
+    """The tracking store cannot be used; raised before any training starts."""
+
+
+def check_reachable(uri: str) -> None:
+    """Fail in seconds, naming the URI, rather than after MLflow's minutes of HTTP retries.
+
+    The probe is the client's own request (one experiment search), so the credentials that
+    MLflow reads from the environment (MLFLOW_TRACKING_USERNAME/PASSWORD/TOKEN) apply to it.
+    """
+    uri = absolute_uri(uri)
+    if uri.startswith("sqlite:///"):
+        folder = Path(uri[len("sqlite:///"):]).parent
+        if not folder.is_dir():
+            raise TrackingError(f"tracking.uri {uri}: folder {folder} does not exist")
+        return
+    if not uri.startswith(("http://", "https://")):
+        return
+    from mlflow.environment_variables import MLFLOW_HTTP_REQUEST_MAX_RETRIES, MLFLOW_HTTP_REQUEST_TIMEOUT
+
+    saved = {v.name: os.environ.get(v.name) for v in (MLFLOW_HTTP_REQUEST_MAX_RETRIES, MLFLOW_HTTP_REQUEST_TIMEOUT)}
+    os.environ.update({MLFLOW_HTTP_REQUEST_MAX_RETRIES.name: "0", MLFLOW_HTTP_REQUEST_TIMEOUT.name: str(_PROBE_TIMEOUT_S)})
+    try:
+        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+    except Exception as exc:  # connection refused, DNS, TLS, 401/403, 5xx: all mean "cannot track here"
+        raise TrackingError(f"MLflow tracking server {uri} cannot be used: {_first_line(exc)}") from None
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__
 
 
 def git_commit() -> str:

@@ -71,6 +71,7 @@ class FitResult:
     test_map: float
     test_scores: dict[str, np.ndarray]
     state_dict: dict[str, torch.Tensor] | None = None
+    val_scores: dict[str, np.ndarray] = field(default_factory=dict)  # the selected model, for figures
 
 
 @dataclass
@@ -241,8 +242,9 @@ def _finish(runs: dict[str, DomainRun], seed: int, modes, window: int, stride: i
         run.module.load_state_dict(best.state)
         scores = score_videos(run.module, run.split.test, best.scoring, window, stride) if score_test else {}
         test_map = domain_map(run.split.test, scores) if score_test else float("nan")
+        val_scores = score_videos(run.module, run.split.val, best.scoring, window, stride)
         results[domain] = FitResult(domain, seed, best.epoch, best.scoring, best.val_map, test_map, scores,
-                                    best.state)
+                                    best.state, val_scores)
     return results
 
 

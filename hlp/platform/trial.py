@@ -1,0 +1,91 @@
+"""One sweep trial: a Train V2 driver that runs a TorchTrainer and records the trial in MLflow.
+
+Tune calls `trial` as a plain function (passing a Trainer to a Tuner is refused under V2).
+`TuneReportCallback` forwards rank 0's per-epoch mean validation mAP to Tune, which Optuna
+and ASHA read. The child run gets what a person comparing trials wants to open: the resolved
+YAML, the selected weights per domain, and predicted scores against labels on validation
+videos. Trials never score the test split.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import torch
+
+from hlp.platform.config import ExperimentConfig, config_from_dict, flatten, to_yaml
+from hlp.platform.tracking import Tracker, run_tags
+from hlp.platform.training import FitResult
+
+SHOWN_VIDEOS = 6  # validation videos in the trial's score figure
+
+
+def apply_params(base: dict, params: dict) -> dict:
+    """The base config dict with dotted `params` (a trial's sample) written in."""
+    import copy
+
+    raw = copy.deepcopy(base)
+    for key, value in params.items():
+        *path, leaf = key.split(".")
+        node = raw
+        for part in path:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return raw
+
+
+def trial(params: dict, base: dict, parent_run_id: str | None, sweep_name: str) -> None:
+    """Tune's function trainable for one sampled configuration."""
+    import ray
+    from ray import tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from hlp.platform.distributed import fit_with_ray
+
+    trial_id = tune.get_context().get_trial_id()
+    cfg = config_from_dict(apply_params(base, params), f"trial {trial_id}")
+    tags = {"sweep": sweep_name, "trial_id": trial_id, "node_id": ray.get_runtime_context().get_node_id(),
+            **run_tags(cfg)}
+    child = Tracker(cfg.tracking.uri, cfg.tracking.experiment, f"{sweep_name}-{trial_id}", tags,
+                    cfg.tracking.enabled, parent_run_id=parent_run_id, reuse_tag=("trial_id", trial_id))
+    child.log_params(flatten(cfg))
+    _log_text(child, "config.yaml", to_yaml(cfg))  # first, so a trial that ASHA stops still has it
+    try:
+        # Named after the trial with no timestamp: a retried or resumed trial finds its checkpoints.
+        results = fit_with_ray(cfg, cfg.train.seeds[0], child.run_id, run_name=f"{sweep_name}-{trial_id}",
+                               callbacks=[TuneReportCallback()], score_test=False)
+        child.log_metrics({f"val_map.{d}": r.val_map for d, r in results.items()})
+        log_trial_artifacts(child, cfg, results)
+    except BaseException:
+        child.finish("FAILED")
+        raise
+    child.finish()
+
+
+def _log_text(child: Tracker, name: str, text: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / name).write_text(text)
+        child.log_artifact(Path(tmp) / name)
+
+
+def log_trial_artifacts(child: Tracker, cfg: ExperimentConfig, results: dict[str, FitResult]) -> None:
+    """What only a trial that ran to its end has: the selected weights and the score figure.
+    (A trial that ASHA stopped keeps its checkpoints in storage_path.)"""
+    from hlp.platform.distributed import load_splits
+    from hlp.platform.plots import score_timelines
+
+    if not child.enabled:
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        for domain, result in results.items():  # the epoch that validation selected, weights only
+            torch.save({"domain": domain, "best_epoch": result.best_epoch, "scoring": result.scoring,
+                        "val_map": result.val_map, "state_dict": result.state_dict}, out / f"model_{domain}.pt")
+            child.log_artifact(out / f"model_{domain}.pt", "checkpoint")
+        splits = load_splits(cfg, cfg.train.seeds[0])
+        shown = [v for d in results for v in splits[d].val[:2]][:SHOWN_VIDEOS]
+        scores = {vid: s for r in results.values() for vid, s in r.val_scores.items()}
+        if shown:
+            score_timelines(shown, scores, out / "val_scores.png", f"{cfg.name}: validation scores vs labels")
+            child.log_artifact(out / "val_scores.png")
