@@ -65,14 +65,7 @@ def run_sweep(cfg: ExperimentConfig, output: Path, resume: bool,
               train: Callable[[ExperimentConfig, Path, dict[str, str]], dict],
               log: Callable[[str], None] = print) -> dict:
     """Search, then train the winner and the defaults on every seed and score them on test once."""
-    from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
-    from ray.tune.search.optuna import OptunaSearch
-    from optuna.samplers import TPESampler
-
     from hlp.platform.distributed import ensure_ray
-    from hlp.platform.storage import ray_storage
-
     from hlp.platform.experiment import preflight
 
     check_space(cfg)
@@ -87,32 +80,43 @@ def run_sweep(cfg: ExperimentConfig, output: Path, resume: bool,
     (output / "config.yaml").write_text(to_yaml(cfg))
     ensure_ray(cfg.resources.address)
     _warn_if_oversubscribed(cfg, log)
+    grid = search(cfg, parent.run_id, resume, log)
+    return _report(cfg, grid, output, parent, train, log)
+
+
+def search(cfg: ExperimentConfig, parent_run_id: str | None, resume: bool = False,
+           log: Callable[[str], None] = print):
+    """The Tune part alone (Ray already initialised): trials on validation mAP; a ResultGrid."""
+    from optuna.samplers import TPESampler
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    from hlp.platform.storage import ray_storage
+
     storage_path, filesystem = ray_storage(cfg.resources.storage_path)
-    trainable = tune.with_parameters(trial, base=cfg.model_dump(), parent_run_id=parent.run_id, sweep_name=cfg.name)
+    trainable = tune.with_parameters(trial, base=cfg.model_dump(), parent_run_id=parent_run_id, sweep_name=cfg.name)
     trainable = tune.with_resources(trainable, {"CPU": 1})
     path = f"{storage_path.rstrip('/')}/{cfg.name}-sweep"
     if resume and tune.Tuner.can_restore(path, storage_filesystem=filesystem):
         log(f"resuming the sweep stored at {path}")
-        tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True,
-                                   storage_filesystem=filesystem)
-    else:
-        s = cfg.search
-        tuner = tune.Tuner(
-            trainable,
-            tune_config=tune.TuneConfig(
-                metric="val_map", mode="max", num_samples=s.num_samples, max_concurrent_trials=s.max_concurrent,
-                search_alg=OptunaSearch(space=tune_space(s.space), metric="val_map", mode="max",
-                                        sampler=TPESampler(seed=s.seed)),
-                # Reports run from epoch 0 to the final one (epochs + 1); ASHA stops a trial that
-                # reaches max_t, so max_t lies beyond it and the trial closes its own MLflow run.
-                scheduler=ASHAScheduler(time_attr="epoch", max_t=cfg.train.epochs + 2, grace_period=s.grace_period,
-                                        reduction_factor=s.reduction_factor),
-            ),
-            run_config=tune.RunConfig(name=f"{cfg.name}-sweep", storage_path=storage_path,
-                                      storage_filesystem=filesystem),
-        )
-    grid = tuner.fit()
-    return _report(cfg, grid, output, parent, train, log)
+        return tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True,
+                                  storage_filesystem=filesystem).fit()
+    s = cfg.search
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            metric="val_map", mode="max", num_samples=s.num_samples, max_concurrent_trials=s.max_concurrent,
+            search_alg=OptunaSearch(space=tune_space(s.space), metric="val_map", mode="max",
+                                    sampler=TPESampler(seed=s.seed)),
+            # Reports run from epoch 0 to the final one (epochs + 1); ASHA stops a trial that
+            # reaches max_t, so max_t lies beyond it and the trial closes its own MLflow run.
+            scheduler=ASHAScheduler(time_attr="epoch", max_t=cfg.train.epochs + 2, grace_period=s.grace_period,
+                                    reduction_factor=s.reduction_factor),
+        ),
+        run_config=tune.RunConfig(name=f"{cfg.name}-sweep", storage_path=storage_path, storage_filesystem=filesystem),
+    )
+    return tuner.fit()
 
 
 def _warn_if_oversubscribed(cfg: ExperimentConfig, log: Callable[[str], None]) -> None:
