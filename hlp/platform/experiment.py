@@ -68,11 +68,22 @@ def preflight(cfg: ExperimentConfig, log: Callable[[str], None]) -> tuple[Datase
         check_reachable(cfg.tracking.uri)
     dataset = load_dataset(cfg.data.dataset, cfg.data.root, cfg.data.domains, cfg.data.on_bad)
     domains, notes = available_domains(dataset, cfg.data.protocol, cfg.data.domains)
-    for line in [*(str(s) for s in dataset.skipped), *notes]:
+    for line in [*_grouped(dataset.skipped), *notes]:
         log(f"skipped: {line}")
     if not domains:
         raise ValueError(f"no domain of {cfg.data.dataset} under {dataset.root} has train and test videos")
     return dataset, domains, notes
+
+
+def _grouped(skipped: list) -> list[str]:
+    """One line per domain and reason (a release without a domain's features skips 100+ videos);
+    metrics.json keeps the full list."""
+    groups: dict[tuple[str, str], list] = {}
+    for item in skipped:
+        groups.setdefault((item.domain, item.reason.split(": ", 1)[-1]), []).append(item)
+    return [str(items[0]) if len(items) == 1 else
+            f"{len(items)} videos of {domain}: {reason} (e.g. {items[0].path})"
+            for (domain, reason), items in groups.items()]
 
 
 def _std(values: list[float]) -> float:

@@ -9,6 +9,7 @@ videos. Trials never score the test split.
 
 from __future__ import annotations
 
+import copy
 import tempfile
 from pathlib import Path
 
@@ -23,8 +24,6 @@ SHOWN_VIDEOS = 6  # validation videos in the trial's score figure
 
 def apply_params(base: dict, params: dict) -> dict:
     """The base config dict with dotted `params` (a trial's sample) written in."""
-    import copy
-
     raw = copy.deepcopy(base)
     for key, value in params.items():
         *path, leaf = key.split(".")
