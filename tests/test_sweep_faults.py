@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from hlp.platform.config import load_config
 from test_sweep import EXPERIMENTS, TINY
 
 pytestmark = pytest.mark.slow
@@ -128,7 +129,8 @@ def test_killed_training_worker_resumes_from_its_checkpoint(tmp_path, synth_root
 
 
 def test_killed_sweep_resumes_without_duplicates(tmp_path, synth_root, ray_tmpdir):
-    """Kill the sweep driver (and its cluster) after its first finished trial; --resume completes the rest."""
+    """Kill the sweep driver (and its cluster) after its first finished trial; --resume completes the
+    rest, and the finished sweep has everything a sweep promises (summary, parent, children)."""
     base = _sweep(tmp_path, synth_root, ray_tmpdir)
     driver = subprocess.Popen(base, cwd=tmp_path, env=_env(ray_tmpdir), stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, start_new_session=True)
@@ -145,8 +147,21 @@ def test_killed_sweep_resumes_without_duplicates(tmp_path, synth_root, ray_tmpdi
     assert "resuming the sweep" in result.stderr
     summary = json.loads((tmp_path / "out" / "sweep_summary.json").read_text())
     assert summary["trials"] == 3
-    _, children = _children(db)
+    assert set(summary["best_params"]) == set(load_config(EXPERIMENTS / "hpcl.yaml").search.space)
+    assert summary["defaults_params"]["loss.lambda_hpcl"] == 0.3
+    for name in ("best", "defaults"):
+        assert set(summary[name]["domains"]) == {"synth_a", "synth_b"}
+        assert all(0.0 <= d["test_map"] <= 1.0 for d in summary[name]["domains"].values())
+    [parent], children = _children(db)
     assert len(children) == 3 and len({c.data.tags["trial_id"] for c in children}) == 3
+    for child in children:
+        assert child.data.tags["sweep"] == "hpcl" and "loss.lambda_hpcl" in child.data.params
+        assert any(k.endswith(".val_map") for k in child.data.metrics)
+        assert not any("test" in k for k in child.data.metrics)  # trials never score the test split
+    assert "test_map.synth_a" in parent.data.metrics
+    client = MlflowClient(tracking_uri=f"sqlite:///{db}")
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"optimization_history.png", "param_importances.png", "sweep_summary.json"} <= artifacts
 
 
 def _finished_children(db: Path) -> int:
