@@ -26,10 +26,14 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _has_password(value: object) -> bool:
+    return isinstance(value, str) and bool(urlsplit(value).password)
+
+
 def _no_password(uri: str | None) -> str | None:
     """Refuse credentials inside a URI: the config is logged as MLflow params, written as YAML
     artifacts and shipped to Ray workers, so a secret there would leak everywhere."""
-    if uri and urlsplit(uri).password:
+    if _has_password(uri):
         raise ValueError("must not embed a password (user:password@host); put credentials in the "
                          "environment instead (MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD, "
                          "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)")
@@ -221,7 +225,7 @@ def _describe(error: dict[str, Any]) -> str:
         hint = _closest_key(loc)
         return f"unknown key {key!r}" + (f" (did you mean {hint!r}?)" if hint else "")
     shown = error.get("input")
-    if isinstance(shown, str) and urlsplit(shown).password:
+    if _has_password(shown):
         shown = "<a URI with a password, not shown>"
     return f"{key}: {error['msg']} (got {shown!r})"
 

@@ -106,16 +106,14 @@ def _resume_state() -> dict | None:
         return torch.load(path, weights_only=True) if path.exists() else None
 
 
+_ARRAYS = ("test_scores", "val_scores", "val_labels")  # {video id: array} fields, as tensors in the checkpoint
+
+
 def _results_payload(results: dict[str, FitResult]) -> dict:
-    return {
-        "results": {
-            d: {"seed": r.seed, "best_epoch": r.best_epoch, "scoring": r.scoring, "val_map": r.val_map,
-                "test_map": r.test_map, "test_scores": {v: torch.from_numpy(s) for v, s in r.test_scores.items()},
-                "state_dict": r.state_dict,
-                "val_scores": {v: torch.from_numpy(s) for v, s in r.val_scores.items()}}
-            for d, r in results.items()
-        }
-    }
+    plain = ("seed", "best_epoch", "scoring", "val_map", "test_map", "state_dict")
+    return {"results": {d: {**{k: getattr(r, k) for k in plain},
+                            **{k: {v: torch.from_numpy(a) for v, a in getattr(r, k).items()} for k in _ARRAYS}}
+                        for d, r in results.items()}}
 
 
 def run_key(cfg: ExperimentConfig, seed: int) -> str:
@@ -146,12 +144,8 @@ def fit_with_ray(cfg: ExperimentConfig, seed: int, mlflow_run_id: str | None, *,
     result = trainer.fit()
     with result.checkpoint.as_directory() as directory:
         payload = torch.load(Path(directory) / RESULTS, weights_only=True)["results"]
-    return {
-        d: FitResult(d, r["seed"], r["best_epoch"], r["scoring"], r["val_map"], r["test_map"],
-                     {v: s.numpy() for v, s in r["test_scores"].items()}, r["state_dict"],
-                     {v: s.numpy() for v, s in r["val_scores"].items()})
-        for d, r in payload.items()
-    }
+    return {d: FitResult(domain=d, **{**r, **{k: {v: t.numpy() for v, t in r[k].items()} for k in _ARRAYS}})
+            for d, r in payload.items()}
 
 
 def ensure_ray(address: str | None) -> None:

@@ -126,9 +126,9 @@ def _write_outputs(output: Path, results: dict[str, list[FitResult]], metrics: d
         if i == 0:  # the contract file holds the first seed's scores; `hlp evaluate` reproduces its mAP
             (output / "scores_test.json").write_text(json.dumps(scores))
     first = [rs[0] for rs in results.values()]
-    shown = [dataset.videos[vid] for r in first for vid in list(r.test_scores)[:2]][:6]
+    shown = {vid: dataset.videos[vid].labels for r in first for vid in list(r.test_scores)[:2]}
     scores = {vid: s for r in first for vid, s in r.test_scores.items()}
-    score_timelines(shown, scores, output / "timelines.png", f"{cfg.name}: test scores (seed {cfg.train.seeds[0]})")
+    score_timelines(dict(list(shown.items())[:6]), scores, output / "timelines.png", f"{cfg.name}: test scores (seed {cfg.train.seeds[0]})")
     for domain, rs in results.items():
         torch.save(rs[0].state_dict, output / f"model_{domain}_seed{rs[0].seed}.pt")
 

@@ -10,19 +10,18 @@ matplotlib.use("Agg")  # headless: CI and cluster nodes have no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from hlp.platform.datasets import Video  # noqa: E402
 
-
-def score_timelines(videos: list[Video], scores: dict[str, np.ndarray], path: str | Path, title: str) -> Path:
-    """Predicted score per clip against the ground-truth highlight spans, one panel per video."""
-    fig, axes = plt.subplots(len(videos), 1, figsize=(9, 1.8 * len(videos)), squeeze=False)
-    for ax, video in zip(axes[:, 0], videos):
-        clips = np.arange(video.num_clips)
-        ax.fill_between(clips, 0, video.labels.astype(float), step="mid", alpha=0.25, color="tab:green",
+def score_timelines(labels: dict[str, np.ndarray], scores: dict[str, np.ndarray], path: str | Path,
+                    title: str) -> Path:
+    """Predicted score per clip against the ground-truth highlight spans, one panel per video id."""
+    fig, axes = plt.subplots(len(labels), 1, figsize=(9, 1.8 * len(labels)), squeeze=False)
+    for ax, (video_id, truth) in zip(axes[:, 0], labels.items()):
+        clips = np.arange(len(truth))
+        ax.fill_between(clips, 0, truth.astype(float), step="mid", alpha=0.25, color="tab:green",
                         label="highlight (label)")
-        ax.plot(clips, scores[video.video_id], color="tab:blue", label="predicted score")
+        ax.plot(clips, scores[video_id], color="tab:blue", label="predicted score")
         ax.set_ylim(0, 1.05)
-        ax.set_ylabel(video.video_id, fontsize=7)
+        ax.set_ylabel(video_id, fontsize=7)
     axes[0, 0].legend(loc="upper right", fontsize=7)
     axes[-1, 0].set_xlabel("clip")
     fig.suptitle(title)

@@ -68,8 +68,6 @@ def ray_storage(path: str) -> tuple[str, Any]:
     if not path.startswith("s3://"):
         return os.path.abspath(os.path.expanduser(path)), None
     import pyarrow.fs
-    import s3fs
 
-    endpoint = os.environ.get("AWS_ENDPOINT_URL")
-    fs = s3fs.S3FileSystem(endpoint_url=endpoint) if endpoint else s3fs.S3FileSystem()
-    return path[len("s3://") :], pyarrow.fs.PyFileSystem(pyarrow.fs.FSSpecHandler(fs))
+    fs, bucket_path = filesystem(path)  # the same s3fs (and endpoint) the data root uses
+    return bucket_path, pyarrow.fs.PyFileSystem(pyarrow.fs.FSSpecHandler(fs))

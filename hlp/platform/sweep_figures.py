@@ -14,20 +14,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import optuna  # noqa: E402
 
+from ray.tune.search.optuna import OptunaSearch  # noqa: E402
+
 from hlp.platform.config import SearchParam  # noqa: E402
-
-
-def _distribution(p: SearchParam) -> optuna.distributions.BaseDistribution:
-    if p.type == "categorical":
-        return optuna.distributions.CategoricalDistribution(p.values)
-    if p.type == "int":
-        return optuna.distributions.IntDistribution(int(p.low), int(p.high))
-    return optuna.distributions.FloatDistribution(p.low, p.high, log=p.type == "logfloat")
+from hlp.platform.sweep import tune_space  # noqa: E402
 
 
 def study_from(grid, space: dict[str, SearchParam]) -> optuna.Study:
     study = optuna.create_study(direction="maximize")
-    distributions = {k: _distribution(p) for k, p in space.items()}
+    distributions = OptunaSearch.convert_search_space(tune_space(space))  # exactly what TPE sampled from
     for result in grid:
         value = (result.metrics or {}).get("val_map")
         if value is None or result.error:

@@ -72,6 +72,7 @@ class FitResult:
     test_scores: dict[str, np.ndarray]
     state_dict: dict[str, torch.Tensor] | None = None
     val_scores: dict[str, np.ndarray] = field(default_factory=dict)  # the selected model, for figures
+    val_labels: dict[str, np.ndarray] = field(default_factory=dict)  # so figures need no second data load
 
 
 @dataclass
@@ -244,7 +245,7 @@ def _finish(runs: dict[str, DomainRun], seed: int, modes, window: int, stride: i
         test_map = domain_map(run.split.test, scores) if score_test else float("nan")
         val_scores = score_videos(run.module, run.split.val, best.scoring, window, stride)
         results[domain] = FitResult(domain, seed, best.epoch, best.scoring, best.val_map, test_map, scores,
-                                    best.state, val_scores)
+                                    best.state, val_scores, {v.video_id: v.labels for v in run.split.val})
     return results
 
 

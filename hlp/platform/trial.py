@@ -71,7 +71,6 @@ def _log_text(child: Tracker, name: str, text: str) -> None:
 def log_trial_artifacts(child: Tracker, cfg: ExperimentConfig, results: dict[str, FitResult]) -> None:
     """What only a trial that ran to its end has: the selected weights and the score figure.
     (A trial that ASHA stopped keeps its checkpoints in storage_path.)"""
-    from hlp.platform.distributed import load_splits
     from hlp.platform.plots import score_timelines
 
     if not child.enabled:
@@ -82,8 +81,7 @@ def log_trial_artifacts(child: Tracker, cfg: ExperimentConfig, results: dict[str
             torch.save({"domain": domain, "best_epoch": result.best_epoch, "scoring": result.scoring,
                         "val_map": result.val_map, "state_dict": result.state_dict}, out / f"model_{domain}.pt")
             child.log_artifact(out / f"model_{domain}.pt", "checkpoint")
-        splits = load_splits(cfg, cfg.train.seeds[0])
-        shown = [v for d in results for v in splits[d].val[:2]][:SHOWN_VIDEOS]
+        shown = dict([item for r in results.values() for item in list(r.val_labels.items())[:2]][:SHOWN_VIDEOS])
         scores = {vid: s for r in results.values() for vid, s in r.val_scores.items()}
         if shown:
             score_timelines(shown, scores, out / "val_scores.png", f"{cfg.name}: validation scores vs labels")
