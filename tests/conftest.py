@@ -30,6 +30,22 @@ def data_root() -> Path:
     return Path(root).resolve()
 
 
+@pytest.fixture
+def ray_tmpdir():
+    """A short private temp dir for one job's own Ray cluster (socket paths must stay under 107
+    bytes); whatever of that cluster is left is killed afterwards."""
+    import shutil
+    import signal
+    import tempfile
+
+    from ray_processes import kill_processes
+
+    path = tempfile.mkdtemp(prefix="r", dir="/tmp")
+    yield path
+    kill_processes(path, signal.SIGKILL)
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def synth_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("synth")

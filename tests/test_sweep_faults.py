@@ -8,75 +8,25 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
 from hlp.platform.config import load_config
+from ray_processes import isolated_env as _env, kill_processes as _kill_processes, wait_until as _wait_until
 from test_sweep import EXPERIMENTS, TINY
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def ray_tmpdir():
-    """A short private temp dir (Ray's socket paths must stay under 107 bytes)."""
-    path = tempfile.mkdtemp(prefix="r", dir="/tmp")
-    yield path
-    _kill_processes(path, signal.SIGKILL)
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def _processes(ray_tmpdir: str, title: str = "") -> list[int]:
-    """Pids whose environment carries this RAY_TMPDIR (every process of that cluster inherits it)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes().split(b"\0")
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if f"RAY_TMPDIR={ray_tmpdir}".encode() in environ and cmdline.startswith(title):
-            found.append(int(entry.name))
-    return found
-
-
-def _kill_processes(ray_tmpdir: str, sig: int, title: str = "") -> int:
-    pids = _processes(ray_tmpdir, title)
-    for pid in pids:
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
-    return len(pids)
-
-
 def _sweep(tmp_path: Path, synth_root: Path, ray_tmpdir: str, *sets: str) -> list[str]:
     return [sys.executable, "-m", "hlp.platform.cli", "sweep", str(EXPERIMENTS / "hpcl.yaml"),
             "--set", f"data.root={synth_root}", *[x for s in (*TINY, *sets) for x in ("--set", s)], "--output", "out"]
-
-
-def _env(ray_tmpdir: str) -> dict[str, str]:
-    return {**os.environ, "RAY_TMPDIR": ray_tmpdir, "RAY_ADDRESS": ""}
-
-
-def _wait_until(condition, process: subprocess.Popen, timeout: float = 600) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline and process.poll() is None:
-        if condition():
-            return
-        time.sleep(0.5)
-    raise AssertionError("the sweep ended, or timed out, before the fault could be injected")
 
 
 def _registered_checkpoint(storage: Path) -> str | None:

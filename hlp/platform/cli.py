@@ -141,6 +141,105 @@ def evaluate(
     typer.echo(json.dumps(result))
 
 
+@app.command()
+def extract(
+    config: Annotated[Path, typer.Argument(help="Extraction YAML (inputs, output, extractors, resources).")],
+    set_: SetOption = None,
+) -> None:
+    """Decode videos and write clip features (visual 3D CNN + PANN audio) to a Parquet store with Ray Data."""
+    from hlp.platform.config import ConfigError, load_config
+    from hlp.platform.extraction import run_extraction
+    from hlp.platform.extraction_config import ExtractionConfig
+    from hlp.platform.extractors import ExtractorError
+    from hlp.platform.feature_store import StoreError
+    from hlp.platform.inputs import InputError
+
+    try:
+        cfg = load_config(config, set_, ExtractionConfig)
+        with _progress() as bars:
+            task = bars.add_task("videos", total=None)
+            summary = run_extraction(cfg, log=lambda line: err.print(line, highlight=False),
+                                     progress=lambda done, total: bars.update(task, completed=done, total=total))
+    except (ConfigError, ExtractorError, StoreError, InputError) as exc:
+        _fail(str(exc))
+    typer.echo(json.dumps(summary, indent=1))
+
+
+@app.command()
+def predict(
+    video: Annotated[str, typer.Argument(help="A video file (path or s3:// URI).")],
+    checkpoint: Annotated[str, typer.Option("--checkpoint", help="model_<domain>_seed<N>.pt from `hlp train`.")],
+    top_k: Annotated[Optional[int], typer.Option("--top-k", min=1, help="Keep the N best clips (default 5).")] = None,
+    threshold: Annotated[Optional[float], typer.Option("--threshold", help="Keep clips scoring at least X.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Write the result JSON here.")] = None,
+    reel: Annotated[Optional[Path], typer.Option("--reel", help="Cut the highlight segments into this mp4.")] = None,
+) -> None:
+    """Score every clip of VIDEO and merge the best into highlight segments; optionally cut a reel."""
+    from hlp.platform.checkpoints import CheckpointError
+    from hlp.platform.extractors import ExtractorError
+    from hlp.platform.media import MediaError
+    from hlp.platform.prediction import predict as run_predict
+    from hlp.platform.inputs import open_video
+    from hlp.platform.reel import write_reel
+
+    if top_k is not None and threshold is not None:
+        _fail("give either --top-k or --threshold, not both")
+    try:
+        result = run_predict(video, checkpoint, top_k, threshold)
+        if reel is not None:
+            segments = [(s["start_s"], s["end_s"]) for s in result["segments"]]
+            with open_video(video) as source:  # a path, or a seekable s3:// file
+                result["reel"] = {"path": str(reel), "duration_s": write_reel(source, segments, str(reel))}
+    except MediaError as exc:
+        _fail(f"{video}: {exc}")
+    except (CheckpointError, ExtractorError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    text = json.dumps(result, indent=1)
+    if out is not None:
+        out.write_text(text)
+        err.print(f"wrote {out} ({len(result['clips'])} clips, {len(result['segments'])} segments)")
+    else:
+        typer.echo(text)
+
+
+@data_app.command("import-umt")
+def data_import_umt(
+    root: Annotated[str, typer.Option("--root", help="Data root holding <dataset>/ in the UMT layout.")],
+    dataset: Annotated[str, typer.Option("--dataset", help="youtube or tvsum")],
+    out: Annotated[str, typer.Option("--out", help="Feature store to write: a directory or s3:// URI.")],
+    streams: Annotated[str, typer.Option(help="Visual streams, comma-separated: video_features/<vid>_<s>.npy")] = "rgb,opt",
+) -> None:
+    """Copy a UMT-layout release (video_features/, audio_features/) into a Parquet feature store."""
+    from hlp.platform.datasets import DataError
+    from hlp.platform.feature_store import StoreError
+    from hlp.platform.umt_layout import import_umt
+
+    try:
+        summary = import_umt(root, dataset, out, tuple(streams.split(",")), log=lambda l: err.print(l, highlight=False))
+    except (DataError, StoreError) as exc:
+        _fail(str(exc))
+    typer.echo(json.dumps(summary))
+
+
+@data_app.command("export-umt")
+def data_export_umt(
+    store: Annotated[str, typer.Option("--store", help="Feature store written by `hlp extract` or import-umt.")],
+    out: Annotated[str, typer.Option("--out", help="Data root to write <dataset>/video_features, audio_features under.")],
+    dataset: Annotated[str, typer.Option("--dataset", help="Folder name: youtube or tvsum.")] = "youtube",
+) -> None:
+    """Write a feature store's done videos in the UMT layout (one .npy per stream and video)."""
+    from hlp.platform.feature_store import StoreError
+    from hlp.platform.umt_layout import export_umt
+
+    try:
+        summary = export_umt(store, out, dataset)
+    except StoreError as exc:
+        _fail(str(exc))
+    typer.echo(json.dumps(summary))
+    if summary["visual_streams"] != ["rgb", "opt"]:
+        err.print(f"train on it with --set data.visual_streams=[{','.join(summary['visual_streams'])}]")
+
+
 @data_app.command("synth")
 def data_synth(
     out: Annotated[str, typer.Option("--out", help="Directory (or s3:// URI) to write the dataset under.")],

@@ -11,11 +11,11 @@ from __future__ import annotations
 import difflib
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class ConfigError(ValueError):
@@ -45,11 +45,23 @@ class DataConfig(_Section):
     root: str = "${HLP_DATA_ROOT}"
     protocol: Literal["umt", "paper"] = "umt"
     domains: list[str] | None = None
-    format: Literal["umt"] = "umt"
+    format: Literal["umt", "parquet"] = "umt"
+    # parquet: the feature store `hlp extract` (or `hlp data import-umt`) wrote; labels and
+    # splits still come from `root/<dataset>/` (annotations are not features).
+    features: str | None = None
+    visual_streams: list[str] = ["rgb", "opt"]  # umt: video_features/<vid>_<stream>.npy, concatenated
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     on_bad: Literal["skip", "error"] = "skip"
 
-    _root_has_no_secret = field_validator("root")(_no_password)
+    _root_has_no_secret = field_validator("root", "features")(_no_password)
+
+    @model_validator(mode="after")
+    def _store_given(self) -> "DataConfig":
+        if self.format == "parquet" and not self.features:
+            raise ValueError("data.format: parquet needs data.features (the feature store `hlp extract` wrote)")
+        if not self.visual_streams:
+            raise ValueError("data.visual_streams needs at least one stream")
+        return self
 
 
 class ModelConfig(_Section):
@@ -155,6 +167,9 @@ class ExperimentConfig(_Section):
     search: SearchConfig = SearchConfig()
 
 
+Schema = TypeVar("Schema", bound=BaseModel)
+
+
 def parse_override(item: str) -> tuple[list[str], Any]:
     """`a.b=value` with the value parsed as YAML, so `[dog,parkour]` is a list and `1e-3` a float."""
     key, sep, raw = item.partition("=")
@@ -187,14 +202,15 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return raw
 
 
-def load_config(path: str | Path | None, overrides: list[str] | None = None) -> ExperimentConfig:
+def load_config(path: str | Path | None, overrides: list[str] | None = None,
+                schema: type[Schema] = ExperimentConfig) -> Schema:  # type: ignore[assignment]
     """Read YAML, apply `--set` overrides, validate; errors name the file and the dotted key."""
     raw: dict[str, Any] = {}
     source = str(path) if path else "<defaults>"
     if path is not None:
         raw = _read_yaml(Path(path))
     raw = apply_overrides(raw, list(overrides or []))
-    return config_from_dict(raw, source)
+    return config_from_dict(raw, source, schema)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -211,18 +227,19 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return raw
 
 
-def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> ExperimentConfig:
+def config_from_dict(raw: dict[str, Any], source: str = "<dict>",
+                     schema: type[Schema] = ExperimentConfig) -> Schema:  # type: ignore[assignment]
     try:
-        return ExperimentConfig.model_validate(raw)
+        return schema.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"{source}: " + "; ".join(_describe(e) for e in exc.errors())) from None
+        raise ConfigError(f"{source}: " + "; ".join(_describe(e, schema) for e in exc.errors())) from None
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _describe(error: dict[str, Any], schema: type[BaseModel]) -> str:
     loc = [str(p) for p in error["loc"]]
     key = ".".join(loc)
     if error["type"] == "extra_forbidden":
-        hint = _closest_key(loc)
+        hint = _closest_key(loc, schema)
         return f"unknown key {key!r}" + (f" (did you mean {hint!r}?)" if hint else "")
     shown = error.get("input")
     if _has_password(shown):
@@ -230,8 +247,8 @@ def _describe(error: dict[str, Any]) -> str:
     return f"{key}: {error['msg']} (got {shown!r})"
 
 
-def _closest_key(loc: list[str]) -> str | None:
-    section: type[BaseModel] = ExperimentConfig
+def _closest_key(loc: list[str], schema: type[BaseModel]) -> str | None:
+    section: type[BaseModel] = schema
     for part in loc[:-1]:
         field = section.model_fields.get(part)
         if field is None or not isinstance(field.annotation, type):
@@ -249,7 +266,8 @@ def with_absolute_paths(config: ExperimentConfig) -> ExperimentConfig:
     root = resolve_root(config.data.root)
     local = lambda p: p if "://" in p else os.path.abspath(p)  # noqa: E731
     return config.model_copy(update={
-        "data": config.data.model_copy(update={"root": local(root)}),
+        "data": config.data.model_copy(update={"root": local(root), "features": config.data.features and
+                                               local(resolve_root(config.data.features))}),
         "resources": config.resources.model_copy(update={"storage_path": local(config.resources.storage_path)}),
         "tracking": config.tracking.model_copy(update={"uri": absolute_uri(config.tracking.uri)}),
     })

@@ -61,6 +61,7 @@ class Dataset:
     splits: dict[str, dict[str, list[str]]]
     skipped: list[Skipped] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    features: dict | None = None  # the feature store's extractors and clip grid; None for the UMT release
 
     def domain_videos(self, domain: str) -> list[Video]:
         return [v for v in self.videos.values() if v.domain == domain]
@@ -71,8 +72,11 @@ def load_dataset(
     root: str,
     domains: list[str] | None = None,
     on_bad: Literal["skip", "error"] = "skip",
+    features: str | None = None,
+    visual_streams: tuple[str, ...] = ("rgb", "opt"),
 ) -> Dataset:
-    """Read every annotated video of `domains` (all when None) that has features."""
+    """Read every annotated video of `domains` (all when None) that has features: from the
+    UMT layout under `root`, or from the Parquet store at `features` when it is given."""
     if name not in ("youtube", "tvsum"):
         raise DataError(f"unknown dataset {name!r}; expected 'youtube' or 'tvsum'")
     root = resolve_root(root)
@@ -83,8 +87,9 @@ def load_dataset(
     annotations = read_json(fs, anno_path)
     splits = read_json(fs, f"{base}/{name}/splits.json")
     wanted = _check_domains(domains, annotations, anno_path)
-    dataset = Dataset(name=name, root=root, videos={}, splits=splits)
-    reader = _VideoReader(fs, f"{base}/{name}", anno_path, name)
+    source = _StoreFeatures(features) if features else UmtFeatures(fs, f"{base}/{name}", tuple(visual_streams))
+    dataset = Dataset(name=name, root=root, videos={}, splits=splits, features=source.meta)
+    reader = _VideoReader(source, anno_path, name)
     for video_id, entry in annotations.items():
         domain = entry.get("domain") if isinstance(entry, dict) else None
         if domain not in wanted:
@@ -113,12 +118,11 @@ def _check_domains(domains: list[str] | None, annotations: dict, anno_path: str)
 class _VideoReader:
     """Reads and checks one video's features and labels."""
 
-    def __init__(self, fs, base: str, anno_path: str, name: DatasetName) -> None:
-        self.fs, self.base, self.anno_path, self.name = fs, base, anno_path, name
+    def __init__(self, source: UmtFeatures | _StoreFeatures, anno_path: str, name: DatasetName) -> None:
+        self.source, self.anno_path, self.name = source, anno_path, name
 
     def read(self, video_id: str, entry: dict, notes: list[str]) -> Video:
-        visual = self._visual(video_id)
-        audio = self._features(video_id, f"audio_features/{video_id}.npy")
+        visual, audio = self.source.visual(video_id), self.source.audio(video_id)
         if self.name == "youtube":
             match = _youtube_match(video_id, entry, self.anno_path)
             extra: dict = {"match": match}
@@ -136,13 +140,25 @@ class _VideoReader:
         labels = extra["match"] > 0 if "match" in extra else top_half(extra["annotator_scores"])
         return Video(video_id, entry["domain"], visual[:length], audio[:length], labels, **extra)
 
-    def _visual(self, video_id: str) -> np.ndarray:
-        rgb = self._features(video_id, f"video_features/{video_id}_rgb.npy")
-        opt = self._features(video_id, f"video_features/{video_id}_opt.npy")
-        length = min(len(rgb), len(opt))
-        return np.concatenate([rgb[:length], opt[:length]], axis=1)
 
-    def _features(self, video_id: str, relative: str) -> np.ndarray:
+
+class UmtFeatures:
+    """`video_features/<vid>_<stream>.npy` (concatenated in `streams` order) and `audio_features/<vid>.npy`."""
+
+    meta = None
+
+    def __init__(self, fs, base: str, streams: tuple[str, ...]) -> None:
+        self.fs, self.base, self.streams = fs, base, streams
+
+    def visual(self, video_id: str) -> np.ndarray:
+        parts = [self.read(video_id, f"video_features/{video_id}_{s}.npy") for s in self.streams]
+        length = min(len(p) for p in parts)
+        return np.concatenate([p[:length] for p in parts], axis=1)
+
+    def audio(self, video_id: str) -> np.ndarray:
+        return self.read(video_id, f"audio_features/{video_id}.npy")
+
+    def read(self, video_id: str, relative: str) -> np.ndarray:
         path = f"{self.base}/{relative}"
         if not self.fs.exists(path):
             raise DataError(f"video {video_id}: missing feature file", path)
@@ -150,13 +166,45 @@ class _VideoReader:
             array = read_npy(self.fs, path)
         except (ValueError, OSError, EOFError) as exc:
             raise DataError(f"video {video_id}: unreadable feature file ({exc})", path) from None
-        if array.ndim != 2 or len(array) == 0:
-            raise DataError(f"video {video_id}: expected a (clips, dim) array, got shape {array.shape}", path)
-        array = array.astype(np.float32)
-        if not np.isfinite(array).all():
-            bad = int((~np.isfinite(array)).any(axis=1).sum())
-            raise DataError(f"video {video_id}: NaN or Inf in {bad} clip(s) of the features", path)
-        return array
+        return _checked(array, video_id, path)
+
+
+class _StoreFeatures:
+    """The `done` videos of a Parquet feature store, read in one pass."""
+
+    def __init__(self, uri: str) -> None:
+        from hlp.platform.feature_store import FeatureStore, StoreError
+
+        try:
+            store = FeatureStore.open(uri)
+            self.clips = store.read_videos()
+            self.manifest = store.manifest()
+        except StoreError as exc:
+            raise DataError(str(exc), uri) from None
+        self.uri, self.meta = uri, store.meta
+
+    def visual(self, video_id: str) -> np.ndarray:
+        return _checked(self._clips(video_id).visual, video_id, self.uri)
+
+    def audio(self, video_id: str) -> np.ndarray:
+        return _checked(self._clips(video_id).audio, video_id, self.uri)
+
+    def _clips(self, video_id: str):
+        if video_id not in self.clips:
+            entry = self.manifest.get(video_id)
+            why = f"extraction failed: {entry['reason']}" if entry else "not in the feature store"
+            raise DataError(f"video {video_id}: missing features ({why})", self.uri)
+        return self.clips[video_id]
+
+
+def _checked(array: np.ndarray, video_id: str, path: str) -> np.ndarray:
+    if array.ndim != 2 or len(array) == 0:
+        raise DataError(f"video {video_id}: expected a (clips, dim) array, got shape {array.shape}", path)
+    array = array.astype(np.float32)
+    if not np.isfinite(array).all():
+        bad = int((~np.isfinite(array)).any(axis=1).sum())
+        raise DataError(f"video {video_id}: NaN or Inf in {bad} clip(s) of the features", path)
+    return array
 
 
 def _youtube_match(video_id: str, entry: dict, anno_path: str) -> np.ndarray:

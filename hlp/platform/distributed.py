@@ -34,7 +34,8 @@ STATE, RESULTS = "state.pt", "results.pt"
 
 
 def load_splits(cfg: ExperimentConfig, seed: int) -> dict[str, DomainSplit]:
-    dataset = load_dataset(cfg.data.dataset, cfg.data.root, cfg.data.domains, cfg.data.on_bad)
+    dataset = load_dataset(cfg.data.dataset, cfg.data.root, cfg.data.domains, cfg.data.on_bad,
+                           cfg.data.features, tuple(cfg.data.visual_streams))
     domains, _ = available_domains(dataset, cfg.data.protocol, cfg.data.domains)
     return {d: domain_split(dataset, cfg.data.protocol, d, cfg.data.val_fraction, seed) for d in domains}
 
@@ -110,7 +111,7 @@ _ARRAYS = ("test_scores", "val_scores", "val_labels")  # {video id: array} field
 
 
 def _results_payload(results: dict[str, FitResult]) -> dict:
-    plain = ("seed", "best_epoch", "scoring", "val_map", "test_map", "state_dict")
+    plain = ("seed", "best_epoch", "scoring", "val_map", "test_map", "state_dict", "visual_dim", "audio_dim")
     return {"results": {d: {**{k: getattr(r, k) for k in plain},
                             **{k: {v: torch.from_numpy(a) for v, a in getattr(r, k).items()} for k in _ARRAYS}}
                         for d, r in results.items()}}

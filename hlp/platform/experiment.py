@@ -11,8 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from hlp.platform import checkpoints
 from hlp.platform.config import ExperimentConfig, flatten, to_yaml, with_absolute_paths
 from hlp.platform.datasets import Dataset, load_dataset
 from hlp.platform.plots import score_timelines
@@ -39,6 +39,9 @@ def run_training(cfg: ExperimentConfig, output: Path, progress: Progress | None 
                       {**run_tags(cfg), **tags}, cfg.tracking.enabled,
                       reuse_tag=("run_key", tags["run_key"]) if "run_key" in tags else None)
     tracker.log_params(flatten(cfg))
+    if dataset.features:  # which networks made the features, so runs on different stores compare honestly
+        tracker.set_tags({f"{kind}_extractor": f"{e['name']}@{e['version']}"
+                          for kind, e in (("visual", dataset.features["visual"]), ("audio", dataset.features["audio"]))})
     (output / "config.yaml").write_text(to_yaml(cfg))
     ensure_ray(cfg.resources.address)
     try:
@@ -66,7 +69,8 @@ def preflight(cfg: ExperimentConfig, log: Callable[[str], None]) -> tuple[Datase
     which domains have features (the skipped ones are said). Raises with the culprit named."""
     if cfg.tracking.enabled:
         check_reachable(cfg.tracking.uri)
-    dataset = load_dataset(cfg.data.dataset, cfg.data.root, cfg.data.domains, cfg.data.on_bad)
+    dataset = load_dataset(cfg.data.dataset, cfg.data.root, cfg.data.domains, cfg.data.on_bad,
+                           cfg.data.features, tuple(cfg.data.visual_streams))
     domains, notes = available_domains(dataset, cfg.data.protocol, cfg.data.domains)
     for line in [*_grouped(dataset.skipped), *notes]:
         log(f"skipped: {line}")
@@ -129,8 +133,9 @@ def _write_outputs(output: Path, results: dict[str, list[FitResult]], metrics: d
     shown = {vid: dataset.videos[vid].labels for r in first for vid in list(r.test_scores)[:2]}
     scores = {vid: s for r in first for vid, s in r.test_scores.items()}
     score_timelines(dict(list(shown.items())[:6]), scores, output / "timelines.png", f"{cfg.name}: test scores (seed {cfg.train.seeds[0]})")
-    for domain, rs in results.items():
-        torch.save(rs[0].state_dict, output / f"model_{domain}_seed{rs[0].seed}.pt")
+    for domain, rs in results.items():  # the first seed's selected model, ready for `hlp predict`
+        content = checkpoints.payload(rs[0], cfg.model, cfg.train.window, cfg.eval.stride, dataset.features)
+        checkpoints.save(str(output / f"model_{domain}_seed{rs[0].seed}.pt"), content)
 
 
 def _final_metrics(metrics: dict) -> dict[str, float]:

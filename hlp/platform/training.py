@@ -25,7 +25,7 @@ from hlp.models.attention import AttentionConfig
 from hlp.models.losses import HighlightLoss
 from hlp.models.variants import build_model
 from hlp.platform.batching import collate
-from hlp.platform.config import EvalConfig, ExperimentConfig
+from hlp.platform.config import EvalConfig, ExperimentConfig, ModelConfig
 from hlp.platform.datasets import Video
 from hlp.platform.evaluation import domain_map
 from hlp.platform.protocols import DomainSplit
@@ -73,6 +73,8 @@ class FitResult:
     state_dict: dict[str, torch.Tensor] | None = None
     val_scores: dict[str, np.ndarray] = field(default_factory=dict)  # the selected model, for figures
     val_labels: dict[str, np.ndarray] = field(default_factory=dict)  # so figures need no second data load
+    visual_dim: int = 0  # input sizes, so the saved model can be rebuilt
+    audio_dim: int = 0
 
 
 @dataclass
@@ -104,13 +106,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_components(cfg: ExperimentConfig, visual_dim: int, audio_dim: int):
-    """Model, loss and optimiser from plain typed constructors; input dims come from the data."""
-    m, lo = cfg.model, cfg.loss
+def build_network(m: ModelConfig, visual_dim: int, audio_dim: int) -> torch.nn.Module:
     arch = AttentionConfig(d_model=m.d_model, heads=m.heads, layers=m.layers, d_k=m.d_k, d_v=m.d_v,
                            ffn_dim=m.ffn_dim, dropout=m.dropout)
-    model = build_model(m.variant, visual_dim, audio_dim, arch, global_init=m.global_init,
-                        score_weights=dict(m.score_weights))
+    return build_model(m.variant, visual_dim, audio_dim, arch, global_init=m.global_init,
+                       score_weights=dict(m.score_weights))
+
+
+def build_components(cfg: ExperimentConfig, visual_dim: int, audio_dim: int):
+    """Model, loss and optimiser from plain typed constructors; input dims come from the data."""
+    lo = cfg.loss
+    model = build_network(cfg.model, visual_dim, audio_dim)
     loss_fn = HighlightLoss(
         lambda_ce=lo.lambda_ce, lambda_hpcl=lo.lambda_hpcl, lambda_rank=lo.lambda_rank,
         temperature=lo.temperature, margin=lo.margin, region=lo.region, normalize=lo.normalize,
@@ -244,8 +250,10 @@ def _finish(runs: dict[str, DomainRun], seed: int, modes, window: int, stride: i
         scores = score_videos(run.module, run.split.test, best.scoring, window, stride) if score_test else {}
         test_map = domain_map(run.split.test, scores) if score_test else float("nan")
         val_scores = score_videos(run.module, run.split.val, best.scoring, window, stride)
+        first = run.split.train[0]
         results[domain] = FitResult(domain, seed, best.epoch, best.scoring, best.val_map, test_map, scores,
-                                    best.state, val_scores, {v.video_id: v.labels for v in run.split.val})
+                                    best.state, val_scores, {v.video_id: v.labels for v in run.split.val},
+                                    first.visual.shape[1], first.audio.shape[1])
     return results
 
 

@@ -13,8 +13,7 @@ import copy
 import tempfile
 from pathlib import Path
 
-import torch
-
+from hlp.platform import checkpoints
 from hlp.platform.config import ExperimentConfig, config_from_dict, flatten, to_yaml
 from hlp.platform.tracking import Tracker, run_tags
 from hlp.platform.training import FitResult
@@ -77,9 +76,10 @@ def log_trial_artifacts(child: Tracker, cfg: ExperimentConfig, results: dict[str
         return
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        for domain, result in results.items():  # the epoch that validation selected, weights only
-            torch.save({"domain": domain, "best_epoch": result.best_epoch, "scoring": result.scoring,
-                        "val_map": result.val_map, "state_dict": result.state_dict}, out / f"model_{domain}.pt")
+        features = checkpoints.features_of(cfg.data)
+        for domain, result in results.items():  # the epoch that validation selected, as `hlp predict` reads it
+            content = checkpoints.payload(result, cfg.model, cfg.train.window, cfg.eval.stride, features)
+            checkpoints.save(str(out / f"model_{domain}.pt"), content)
             child.log_artifact(out / f"model_{domain}.pt", "checkpoint")
         shown = dict([item for r in results.values() for item in list(r.val_labels.items())[:2]][:SHOWN_VIDEOS])
         scores = {vid: s for r in results.values() for vid, s in r.val_scores.items()}
