@@ -61,7 +61,7 @@ def test_ray_up_job_submit_sweep_and_down(tmp_path, synth_root):
 
     _run("ray", "up", "-y", "--no-config-cache", str(cluster_file))
     try:
-        sets = [*TINY, "search.num_samples=2", f"data.root={synth_root}",
+        sets = [*TINY, "search.num_samples=1", "train.epochs=1", f"data.root={synth_root}",
                 f"resources.storage_path={tmp_path / 'ray_results'}", f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}"]
         job_id = f"hlp-sweep-{uuid.uuid4().hex[:8]}"
         submitted = subprocess.run(
@@ -73,7 +73,7 @@ def test_ray_up_job_submit_sweep_and_down(tmp_path, synth_root):
         assert submitted.returncode == 0, submitted.stdout[-3000:] + submitted.stderr[-3000:]
         assert f"job '{job_id}' succeeded" in (status.stdout + status.stderr).lower()
         summary = json.loads((tmp_path / "out" / "sweep_summary.json").read_text())
-        assert summary["trials"] == 2 and set(summary["best"]["domains"]) == {"synth_a", "synth_b"}
+        assert summary["trials"] == 1 and set(summary["best"]["domains"]) == {"synth_a", "synth_b"}
     finally:
         _run("ray", "down", "-y", str(cluster_file), timeout=300)
     down = subprocess.run(["ray", "status", "--address", "127.0.0.1:6379"], capture_output=True, text=True, timeout=60)

@@ -36,7 +36,7 @@ def extraction_yaml(path: Path, inputs: str, output: str, **resources) -> Path:
     path.write_text(yaml.safe_dump({
         "name": "test-extract", "inputs": inputs, "output": output,
         "visual": {"name": "r3d_18", "weights": "random"}, "audio": {"name": "cnn14", "weights": "random"},
-        "resources": {"batch_size": 2, "threads": 1, **resources}}))
+        "resources": {"batch_size": 2, "threads": 2, **resources}}))
     return path
 
 
@@ -58,7 +58,7 @@ def media(tmp_path_factory) -> Path:
     write_test_video(long, 8.0)
     for kind, name in (("truncated", "truncated"), ("corrupt", "corrupt"), ("not_video", "notes"), ("empty", "empty")):
         write_broken_video(folder / f"{name}.mp4", kind, long)
-    bunny = Path(os.environ.get("HLP_DATA_ROOT", "/nonexistent")) / "media" / "bigbuckbunny.mp4"
+    bunny = (Path(os.environ.get("HLP_DATA_ROOT", "/nonexistent")) / "media" / "bigbuckbunny.mp4").resolve()
     if bunny.is_file():
         (folder / "bigbuckbunny.mp4").symlink_to(bunny)
     return folder

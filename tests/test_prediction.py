@@ -22,7 +22,7 @@ from test_extraction import extraction_yaml, run_extract
 pytestmark = pytest.mark.slow
 
 TRAIN = ["model.d_model=16", "model.heads=2", "model.d_k=16", "model.d_v=16", "model.ffn_dim=32", "model.layers=1",
-         "train.epochs=2", "train.seeds=[0]", "train.threads=1", "train.window=3", "train.batch_size=4"]
+         "train.epochs=1", "train.seeds=[0]", "train.threads=1", "train.window=3", "train.batch_size=4"]
 SPANS = [(2.0, 4.0), (4.0, 6.0), (0.0, 2.0)]  # one highlight clip per 6 s video
 
 

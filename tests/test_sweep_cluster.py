@@ -100,7 +100,8 @@ def test_sweep_on_two_nodes_with_s3_and_an_mlflow_server(tmp_path, synth_root, b
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert len(children) == 3
     finished = [c for c in children if "stopped_early" not in c.data.tags]
-    assert finished and all(c.info.status == "FINISHED" for c in finished)
+    assert finished and all(c.info.status == "FINISHED" for c in finished), \
+        [(c.info.run_name, c.info.status, c.data.tags) for c in children]
     for child in children:
         assert any(k.startswith("seed0.") and k.endswith(".val_map") for k in child.data.metrics)
         assert "config.yaml" in {a.path for a in client.list_artifacts(child.info.run_id)}

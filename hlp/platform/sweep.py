@@ -136,7 +136,8 @@ def _warn_if_oversubscribed(cfg: ExperimentConfig, log: Callable[[str], None]) -
 def _report(cfg, grid, output: Path, parent: Tracker, train, log) -> dict:
     from hlp.platform.sweep_figures import optuna_figures
 
-    parent.close_children()
+    # A trial that ran to its end made the final report; ASHA's stopped trials did not.
+    parent.close_children({r.metrics.get("trial_id") for r in grid if r.error is None and not r.metrics.get("final")})
     best = grid.get_best_result(metric="val_map", mode="max", scope="all")
     params = {k: best.config[k] for k in cfg.search.space}
     log(f"best of {len(grid)} trials: val_map={best.metrics.get('val_map'):.4f} {params}")

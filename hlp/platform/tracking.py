@@ -146,13 +146,16 @@ class Tracker:
         if self.enabled:
             self.client.log_artifact(self.run_id, str(path), artifact_path)
 
-    def close_children(self, status: str = "KILLED") -> int:
-        """Mark child runs still RUNNING (trials that ASHA stopped mid-run) as ended."""
+    def close_children(self, stopped_trials: set[str], status: str = "KILLED") -> int:
+        """Mark the child runs of trials that ASHA stopped, and any child still RUNNING, as
+        stopped early. Whether a stopped trial's own handler got to end its run first (as
+        FAILED, when Tune interrupts it) is a race, so Tune's word decides, not the run status."""
         if not self.enabled:
             return 0
         experiment_id = self.client.get_run(self.run_id).info.experiment_id
-        query = f"tags.`mlflow.parentRunId` = '{self.run_id}' and attributes.status = 'RUNNING'"
-        runs = self.client.search_runs([experiment_id], filter_string=query)
+        query = f"tags.`mlflow.parentRunId` = '{self.run_id}'"
+        runs = [r for r in self.client.search_runs([experiment_id], filter_string=query)
+                if r.info.status == "RUNNING" or r.data.tags.get("trial_id") in stopped_trials]
         for run in runs:
             self.client.set_tag(run.info.run_id, "stopped_early", "true")
             self.client.set_terminated(run.info.run_id, status)
