@@ -94,7 +94,11 @@ def test_predict_scores_every_clip_and_cuts_a_reel(trained, tmp_path):
 
 
 def test_a_checkpoint_that_does_not_fit_is_refused_by_name(trained, tmp_path):
-    work, ray_tmpdir = trained
+    from typer.testing import CliRunner
+
+    from hlp.platform.cli import app
+
+    work = trained[0]
     model = work / "out" / "model_demo_seed0.pt"
     video = work / "videos" / "v0.mp4"
     content = torch.load(model, weights_only=True)
@@ -109,16 +113,17 @@ def test_a_checkpoint_that_does_not_fit_is_refused_by_name(trained, tmp_path):
         "umt.pt": "UMT release's features",
         "junk.pt": "not a loadable checkpoint",
     }
+    runner = CliRunner()  # in-process: prediction starts no Ray
     for name, message in cases.items():
-        result = _hlp("predict", str(video), "--checkpoint", str(tmp_path / name), ray_tmpdir=ray_tmpdir, cwd=tmp_path)
-        assert result.returncode == 2 and message in " ".join(result.stderr.split()), (name, result.stderr)
-    both = _hlp("predict", str(video), "--checkpoint", str(model), "--top-k", "1", "--threshold", "0.5",
-                ray_tmpdir=ray_tmpdir, cwd=tmp_path)
-    assert both.returncode == 2 and "not both" in both.stderr
+        result = runner.invoke(app, ["predict", str(video), "--checkpoint", str(tmp_path / name)])
+        assert result.exit_code == 2 and message in " ".join(result.output.split()), (name, result.output)
+    both = runner.invoke(app, ["predict", str(video), "--checkpoint", str(model), "--top-k", "1", "--threshold", "0.5"])
+    assert both.exit_code == 2 and "not both" in both.output
     broken = tmp_path / "broken.mp4"
     broken.write_text("text")
-    bad_video = _hlp("predict", str(broken), "--checkpoint", str(model), ray_tmpdir=ray_tmpdir, cwd=tmp_path)
-    assert bad_video.returncode == 2 and "broken.mp4" in bad_video.stderr and "not a video file" in bad_video.stderr
+    bad_video = runner.invoke(app, ["predict", str(broken), "--checkpoint", str(model)])
+    text = " ".join(bad_video.output.split())
+    assert bad_video.exit_code == 2 and "broken.mp4" in text and "not a video file" in text
 
 
 def test_training_on_the_store_records_the_extractors_in_mlflow(trained):

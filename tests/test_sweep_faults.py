@@ -53,8 +53,8 @@ def _children(db: Path) -> tuple[list, list]:
 def test_killed_training_worker_resumes_from_its_checkpoint(tmp_path, synth_root, ray_tmpdir):
     """SIGKILL the Ray Train worker once a trial has checkpointed: FailureConfig restarts it from
     the checkpoint, the trial and the sweep finish, and the child run records the resume."""
-    args = _sweep(tmp_path, synth_root, ray_tmpdir, "search.num_samples=2", "train.epochs=40",
-                  "train.checkpoint_every=1", "search.grace_period=40")
+    args = _sweep(tmp_path, synth_root, ray_tmpdir, "search.num_samples=2", "train.epochs=24",
+                  "train.checkpoint_every=1", "search.grace_period=24")
     sweep = subprocess.Popen(args, cwd=tmp_path, env=_env(ray_tmpdir), stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
     _wait_until(lambda: _registered_checkpoint(tmp_path / "ray_results") is not None, sweep)
@@ -75,7 +75,7 @@ def test_killed_training_worker_resumes_from_its_checkpoint(tmp_path, synth_root
     [child] = [c for c in children if c.data.tags["trial_id"] == killed_trial]
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     steps = [m.step for m in client.get_metric_history(child.info.run_id, "seed0.val_map")]
-    assert max(steps) == 40
+    assert max(steps) == 24
 
 
 def test_killed_sweep_resumes_without_duplicates(tmp_path, synth_root, ray_tmpdir):

@@ -26,6 +26,16 @@ def _fail(message: str) -> None:
     raise typer.Exit(code=2)
 
 
+def _load(config: Path, sets: list[str] | None, schema=None):
+    """The validated config, before anything heavy is imported: a typo is reported in a moment."""
+    from hlp.platform.config import ConfigError, ExperimentConfig, load_config
+
+    try:
+        return load_config(config, sets, schema or ExperimentConfig)
+    except ConfigError as exc:
+        _fail(str(exc))
+
+
 @app.command()
 def train(
     config: Annotated[Path, typer.Argument(help="Experiment YAML.")],
@@ -33,15 +43,11 @@ def train(
     output: Annotated[Optional[Path], typer.Option("--output", help="Output directory.")] = None,
 ) -> None:
     """Train one model per domain and seed; write metrics.json and scores_test.json."""
-    from hlp.platform.config import ConfigError, load_config
+    cfg = _load(config, set_)
     from hlp.platform.datasets import DataError
     from hlp.platform.experiment import run_training
     from hlp.platform.tracking import TrackingError
 
-    try:
-        cfg = load_config(config, set_)
-    except ConfigError as exc:
-        _fail(str(exc))
     out = output or Path("outputs") / cfg.name
     with _progress() as bars:
         tasks: dict[str, int] = {}
@@ -67,15 +73,16 @@ def sweep(
     output: Annotated[Optional[Path], typer.Option("--output", help="Output directory.")] = None,
 ) -> None:
     """Search search.space with Ray Tune + Optuna on validation mAP; score the best on test once."""
-    from hlp.platform.config import ConfigError, load_config, with_absolute_paths
+    cfg = _load(config, set_)
+    from hlp.platform.config import with_absolute_paths
     from hlp.platform.datasets import DataError
     from hlp.platform.experiment import run_training
     from hlp.platform.sweep import run_sweep
     from hlp.platform.tracking import TrackingError
 
     try:
-        cfg = with_absolute_paths(load_config(config, set_))
-    except (ConfigError, FileNotFoundError) as exc:
+        cfg = with_absolute_paths(cfg)
+    except FileNotFoundError as exc:
         _fail(str(exc))
     out = output or Path("outputs") / f"{cfg.name}-sweep"
     log = lambda line: err.print(line, highlight=False)  # noqa: E731
@@ -147,20 +154,20 @@ def extract(
     set_: SetOption = None,
 ) -> None:
     """Decode videos and write clip features (visual 3D CNN + PANN audio) to a Parquet store with Ray Data."""
-    from hlp.platform.config import ConfigError, load_config
-    from hlp.platform.extraction import run_extraction
     from hlp.platform.extraction_config import ExtractionConfig
+
+    cfg = _load(config, set_, ExtractionConfig)
+    from hlp.platform.extraction import run_extraction
     from hlp.platform.extractors import ExtractorError
     from hlp.platform.feature_store import StoreError
     from hlp.platform.inputs import InputError
 
     try:
-        cfg = load_config(config, set_, ExtractionConfig)
         with _progress() as bars:
             task = bars.add_task("videos", total=None)
             summary = run_extraction(cfg, log=lambda line: err.print(line, highlight=False),
                                      progress=lambda done, total: bars.update(task, completed=done, total=total))
-    except (ConfigError, ExtractorError, StoreError, InputError) as exc:
+    except (ExtractorError, StoreError, InputError) as exc:
         _fail(str(exc))
     typer.echo(json.dumps(summary, indent=1))
 
