@@ -41,11 +41,10 @@ def store_meta(cfg: ExtractionConfig) -> dict:
 class _Tracking:
     """What the driver knows of one video while its chunks stream past."""
 
-    chunks: set[int] = field(default_factory=set)
+    clips: dict[int, int] = field(default_factory=dict)  # chunk -> clips (a retried chunk counts once)
     last: int | None = None
-    clips: int = 0
+    duration_s: float = 0.0
     nodes: set[str] = field(default_factory=set)
-    row: dict = field(default_factory=dict)
 
 
 def run_extraction(cfg: ExtractionConfig, log: Callable[[str], None] = print,
@@ -57,6 +56,9 @@ def run_extraction(cfg: ExtractionConfig, log: Callable[[str], None] = print,
     pending = [v for v in inputs if v.video_id not in done]
     log(f"{len(inputs)} videos: {len(inputs) - len(pending)} already done, {len(pending)} to extract into {cfg.output}")
     started = time.time()
+    # What an interrupted run left of the pending videos goes first (here, once, not in a decode
+    # task that Ray may retry while its earlier chunks are already counted).
+    store.clear_videos([v.video_id for v in pending])
     finished = _stream(cfg, store, pending, progress) if pending else {}
     failed = {vid: e["reason"] for vid, e in finished.items() if e["status"] == "failed"}
     for vid, reason in failed.items():
@@ -82,7 +84,7 @@ def _stream(cfg: ExtractionConfig, store: FeatureStore, pending: list[VideoInput
     # stages' resources then differ, keeps Ray Data from fusing the decode tasks into the model
     # actors, which would serialise decoding and inference.
     ds = ds.map_batches(decode_videos, batch_size=1, num_cpus=res.decode_cpus, memory=DECODE_MEMORY, fn_kwargs={
-        "store_uri": cfg.output, "clip_seconds": cfg.clip.seconds, "last_clip": cfg.clip.last,
+        "clip_seconds": cfg.clip.seconds, "last_clip": cfg.clip.last,
         "visual": cfg.visual.name, "chunk_clips": res.batch_size})
     ds = ds.map_batches(EmbedAndWrite, batch_size=1, compute=ActorPoolStrategy(size=res.actors),
                         num_gpus=res.gpus_per_actor, num_cpus=res.cpus_per_actor, fn_constructor_kwargs={
@@ -114,17 +116,15 @@ def _follow(row: dict, tracking: dict[str, _Tracking], finished: dict[str, dict]
     if row["status"] == "failed":
         return _entry(vid, str(row["uri"]), "failed", str(row["reason"]))
     t = tracking.setdefault(vid, _Tracking())
-    t.chunks.add(int(row["chunk"]))
-    t.clips += int(row["clips"])
+    t.clips[int(row["chunk"])] = int(row["clips"])
     t.nodes.update({str(row["decode_node"]), str(row["model_node"])})
-    t.row = row
     if row["last"]:
-        t.last = int(row["chunk"])
-    if t.last is None or len(t.chunks) != t.last + 1:
+        t.last, t.duration_s = int(row["chunk"]), float(row["duration_s"])
+    if t.last is None or len(t.clips) != t.last + 1:
         return None
     del tracking[vid]
-    return _entry(vid, str(row["uri"]), "done", "", clips=t.clips, has_audio=bool(row["has_audio"]),
-                  duration_s=float(row["duration_s"]), chunks=t.last + 1, nodes=sorted(t.nodes))
+    return _entry(vid, str(row["uri"]), "done", "", clips=sum(t.clips.values()), has_audio=bool(row["has_audio"]),
+                  duration_s=t.duration_s, chunks=t.last + 1, nodes=sorted(t.nodes))
 
 
 def _entry(video_id: str, uri: str, status: str, reason: str, **extra) -> dict:
@@ -148,15 +148,13 @@ def _row(video_id: str, uri: str, **values) -> dict[str, np.ndarray]:
     return {k: np.expand_dims(np.asarray(v), 0) for k, v in row.items()}
 
 
-def decode_videos(batch: dict[str, np.ndarray], *, store_uri: str, clip_seconds: float, last_clip: str,
+def decode_videos(batch: dict[str, np.ndarray], *, clip_seconds: float, last_clip: str,
                   visual: str, chunk_clips: int) -> Iterator[dict[str, np.ndarray]]:
     """CPU stage: one video in, its chunks out (a generator, so chunks stream downstream)."""
     from hlp.platform.media import MediaError, iter_chunks
 
-    store = FeatureStore.open(store_uri)
     for vid, uri in zip(batch["video_id"], batch["uri"]):
         vid, uri = str(vid), str(uri)
-        store.clear_video(vid)
         try:
             with open_video(uri) as source:
                 for i, chunk in enumerate(iter_chunks(source, clip_seconds=clip_seconds, last_clip=last_clip,

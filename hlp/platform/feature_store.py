@@ -122,9 +122,14 @@ class FeatureStore:
     # -- clips -------------------------------------------------------------------------------
     def clear_video(self, video_id: str) -> None:
         """Drop what an interrupted run left of a video before it is written again."""
-        path = f"{self.base}/clips/{video_key(video_id)}"
-        if self.fs.exists(path):
-            self.fs.rm(path, recursive=True)
+        self.clear_videos([video_id])
+
+    def clear_videos(self, video_ids: list[str]) -> None:
+        root = f"{self.base}/clips"
+        keys = {video_key(v) for v in video_ids}
+        present = {p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(root, detail=False)} if self.fs.exists(root) else set()
+        for key in sorted(keys & present):
+            self.fs.rm(f"{root}/{key}", recursive=True)
 
     def write_chunk(self, video_id: str, chunk: int, clips: Clips) -> None:
         table = self.table(video_id, clips)
