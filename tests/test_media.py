@@ -16,7 +16,6 @@ from hlp.platform.media import (
     MediaError,
     centre_window,
     iter_chunks,
-    probe_duration,
 )
 from hlp.platform.reel import write_reel
 from hlp.platform.synth_media import write_broken_video, write_test_video
@@ -142,10 +141,6 @@ def test_centre_window():
     grid = [np.full(1, i) for i in range(20)]
     assert [int(a[0]) for a in centre_window(grid, 16)] == list(range(2, 18))
     assert [int(a[0]) for a in centre_window(grid[:5], 8)] == [0, 1, 2, 3, 4, 4, 4, 4]
-
-
-def test_probe_duration(videos):
-    assert probe_duration(videos["five"]) == pytest.approx(5.0, abs=0.05)
 
 
 @pytest.mark.parametrize(

@@ -177,8 +177,8 @@ class _StoreFeatures:
 
         try:
             store = FeatureStore.open(uri)
-            self.clips = store.read_videos()
             self.manifest = store.manifest()
+            self.clips = store.read_videos(manifest=self.manifest)
         except StoreError as exc:
             raise DataError(str(exc), uri) from None
         self.uri, self.meta = uri, store.meta

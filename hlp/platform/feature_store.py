@@ -155,9 +155,11 @@ class FeatureStore:
         }
         return pa.table(columns, schema=schema(self.visual_dim, self.audio_dim))
 
-    def read_videos(self, video_ids: list[str] | None = None) -> dict[str, Clips]:
-        """The clips of every `done` video (or of `video_ids` among them), in clip order."""
-        done = {vid for vid, e in self.manifest().items() if e["status"] == "done"}
+    def read_videos(self, video_ids: list[str] | None = None,
+                    manifest: dict[str, dict] | None = None) -> dict[str, Clips]:
+        """The clips of every `done` video (or of `video_ids` among them), in clip order;
+        pass the manifest when it is already read (on S3 it is a listing and a file per video)."""
+        done = {vid for vid, e in (manifest or self.manifest()).items() if e["status"] == "done"}
         wanted = sorted(done if video_ids is None else done & set(video_ids))
         keys = {video_key(vid) for vid in wanted}
         listed = self.fs.find(f"{self.base}/clips") if keys else []  # one listing, not one per video

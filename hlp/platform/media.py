@@ -119,15 +119,6 @@ def declared_seconds(container: av.container.InputContainer, stream: av.VideoStr
     return None
 
 
-def probe_duration(source: Source) -> float:
-    """The declared video duration in seconds, from the container index (no decoding)."""
-    container, _ = open_container(source)
-    with container:
-        seconds = declared_seconds(container, video_stream(container))
-    if seconds is None:
-        raise MediaError("duration unknown (the container declares none)")
-    return seconds
-
 
 # ----------------------------------------------------------------------------- decoding
 

@@ -27,9 +27,7 @@ def import_umt(root: str, dataset: str, out: str, streams: tuple[str, ...] = ("r
     if not ids:
         raise DataError(f"no audio_features/*.npy under {folder}: not a UMT release folder", folder)
     source = UmtFeatures(fs, folder, streams)
-    first_visual, first_audio = source.visual(ids[0]), source.audio(ids[0])
-    store = FeatureStore.create_or_check(out, _meta(streams, source, ids[0], first_visual.shape[1],
-                                                    first_audio.shape[1]))
+    store = FeatureStore.create_or_check(out, _meta(streams, source, ids[0]))
     times = _clip_times(fs, folder, dataset)
     counts = {"done": 0, "failed": 0}
     for vid in ids:
@@ -41,10 +39,13 @@ def import_umt(root: str, dataset: str, out: str, streams: tuple[str, ...] = ("r
     return {"store": out, "videos": len(ids), **counts}
 
 
-def _meta(streams: tuple[str, ...], source: UmtFeatures, vid: str, visual_dim: int, audio_dim: int) -> dict:
+def _meta(streams: tuple[str, ...], source: UmtFeatures, vid: str) -> dict:
+    """The store's settings, with each stream's width read from the first video."""
     parts = [[s, int(source.read(vid, f"video_features/{vid}_{s}.npy").shape[1])] for s in streams]
+    audio_dim = int(source.audio(vid).shape[1])
     return {"clip_seconds": 2.0, "last_clip": "pad", "chunk_clips": None,
-            "visual": {"name": "i3d_" + "+".join(streams), "version": RELEASE, "weights": None, "dim": visual_dim},
+            "visual": {"name": "i3d_" + "+".join(streams), "version": RELEASE, "weights": None,
+                       "dim": sum(d for _, d in parts)},
             "audio": {"name": "pann_cnn14", "version": RELEASE, "weights": None, "dim": audio_dim},
             "visual_parts": parts, "frame_contract": None}
 
