@@ -3,8 +3,8 @@
     python benchmarks/headline_table.py runs/youtube_co_av runs/youtube_cr_av runs/youtube_ce ...
 
 Each argument is an output directory holding `metrics.json`; the column is named after the
-directory. The published numbers come from ../shared/data/README.md (UMT-S) and the paper's
-Tables 1-2 (the I3D column, "Ours*").
+directory. The published numbers are those of hlp/platform/published.py. `hlp reproduce` makes the
+full report; this script renders single `hlp train` runs.
 """
 
 from __future__ import annotations
@@ -13,18 +13,9 @@ import json
 import sys
 from pathlib import Path
 
-PAPER = {
-    "youtube": {"dog": 0.690, "gymnastics": 0.660, "parkour": 0.890, "skating": 0.741, "skiing": 0.690,
-                "surfing": 0.811},
-    "tvsum": {"VT": 0.908, "VU": 0.728, "GA": 0.846, "MS": 0.850, "PK": 0.783, "PR": 0.780, "FM": 0.728,
-              "BK": 0.771, "BT": 0.895, "DS": 0.723},
-}
-UMT = {
-    "youtube": {"dog": 0.6593, "gymnastics": 0.7520, "parkour": 0.8164, "skating": 0.7181, "skiing": 0.7227,
-                "surfing": 0.8271},
-    "tvsum": {"VT": 0.8754, "VU": 0.8151, "GA": 0.8822, "MS": 0.7881, "PK": 0.8142, "PR": 0.8696, "FM": 0.7596,
-              "BK": 0.8689, "BT": 0.8442, "DS": 0.7963},
-}
+from hlp.platform.published import PAPER_DOMAINS, UMT_DOMAINS
+
+PAPER, UMT = PAPER_DOMAINS, UMT_DOMAINS
 
 
 def table(runs: list[Path]) -> str:

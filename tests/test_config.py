@@ -80,6 +80,7 @@ def test_shipped_experiments_validate():
     from pathlib import Path
 
     from hlp.platform.extraction_config import ExtractionConfig
+    from hlp.platform.reproduce_config import ReproduceConfig
 
     root = Path(__file__).resolve().parents[1] / "experiments"
     names = sorted(p.name for p in root.glob("*.yaml"))
@@ -87,5 +88,7 @@ def test_shipped_experiments_validate():
     for path in root.glob("*.yaml"):
         if path.name == "extract.yaml":  # an extraction file, not an experiment
             assert load_config(path, schema=ExtractionConfig).visual.name == "r3d_18"
+        elif path.name == "reproduce.yaml":  # the paper's defaults under `experiment:`
+            assert load_config(path, schema=ReproduceConfig).experiment.loss.lambda_hpcl == 0.3
         else:
             assert load_config(path).name

@@ -31,13 +31,18 @@ def config(synth_root, tmp_path, *extra):
 
 def test_one_and_two_workers_agree(local_ray, synth_root, tmp_path):
     one = fit_with_ray(config(synth_root, tmp_path, "resources.workers=1"), seed=0, mlflow_run_id=None)
-    two = fit_with_ray(config(synth_root, tmp_path, "resources.workers=2"), seed=0, mlflow_run_id=None)
+    # hlp reproduce's path: the optimistic test-selected number comes back through the checkpoint.
+    # Its own storage: the same config under the same storage path would resume one's finished run.
+    two = fit_with_ray(config(synth_root, tmp_path / "two", "resources.workers=2"), seed=0, mlflow_run_id=None,
+                       track_test=True)
     assert set(one) == set(two) == {"synth_a", "synth_b"}
     mean = lambda fits: sum(f.val_map for f in fits.values()) / len(fits)  # noqa: E731
     # Two workers see the same windows in half-batches each (same global batch), so only the
     # order of floating-point sums differs; the tolerance is the seed noise we accept.
     assert abs(mean(one) - mean(two)) < 0.1
     assert all(0.0 <= f.test_map <= 1.0 for f in two.values())
+    assert all(f.oracle_test_map >= f.test_map - 1e-9 and f.oracle_epoch >= 1 for f in two.values())
+    assert all(f.oracle_epoch == -1 for f in one.values())  # not asked for: the test split is scored once
 
 
 def test_rerun_with_same_name_resumes_from_checkpoint(local_ray, synth_root, tmp_path):

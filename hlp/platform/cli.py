@@ -94,6 +94,36 @@ def sweep(
     err.print(f"wrote {out}/sweep_summary.json")
 
 
+@app.command()
+def reproduce(
+    config: Annotated[Path, typer.Argument(help="Reproduction YAML (experiments/reproduce.yaml).")],
+    set_: SetOption = None,
+    output: Annotated[Optional[Path], typer.Option("--output", help="Output directory (resumed if it exists).")] = None,
+) -> None:
+    """Run the paper's Tables 1-5 on every seed as Ray tasks; write DIR/report.md and DIR/report.json."""
+    from hlp.platform.reproduce_config import ReproduceConfig
+
+    rc = _load(config, set_, ReproduceConfig)
+    from hlp.platform.config import ConfigError
+    from hlp.platform.datasets import DataError
+    from hlp.platform.reproduce import run_reproduce
+    from hlp.platform.tracking import TrackingError
+
+    out = (output or Path("outputs") / f"reproduce-{rc.name}").resolve()
+    with _progress() as bars:
+        task = bars.add_task("runs (config x seed)", total=None)
+        try:
+            report = run_reproduce(rc, out, lambda done, total: bars.update(task, completed=done, total=total),
+                                   log=lambda line: err.print(line, highlight=False))
+        except (ConfigError, DataError, FileNotFoundError, ValueError, TrackingError) as exc:
+            _fail(str(exc))
+    failed = [c["id"] for c in report["cells"] if not c["complete"]]
+    err.print(f"wrote {out}/report.md and {out}/report.json")
+    if failed:
+        err.print(f"[bold red]{len(failed)} cell(s) incomplete[/]: {', '.join(failed)}; rerun the same command to retry them")
+        raise typer.Exit(code=1)
+
+
 def _print_summary(summary: dict) -> None:
     from rich.table import Table
 
@@ -253,11 +283,12 @@ def data_synth(
     videos: Annotated[int, typer.Option(help="Videos per domain.")] = 24,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
-    """Write a small synthetic dataset in the YouTube Highlights UMT layout."""
-    from hlp.platform.synth import SynthSpec, write_synthetic
+    """Write a small synthetic dataset in the YouTube Highlights and TVSum UMT layouts."""
+    from hlp.platform.synth import SynthSpec, write_synthetic, write_synthetic_tvsum
 
     counts = write_synthetic(out, SynthSpec(videos_per_domain=videos, seed=seed))
-    typer.echo(json.dumps({"root": out, "dataset": "youtube", "videos": counts}))
+    tvsum = write_synthetic_tvsum(out, SynthSpec(domains=("SA", "SB"), videos_per_domain=5, seed=seed))
+    typer.echo(json.dumps({"root": out, "dataset": "youtube", "videos": counts, "tvsum_videos": tvsum}))
 
 
 if __name__ == "__main__":

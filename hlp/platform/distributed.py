@@ -50,6 +50,8 @@ def epoch_metrics(record: EpochRecord) -> dict[str, float]:
         out[f"{domain}.val_map"] = record.best_val(domain)[0]
     if record.val_map:
         out["val_map"] = record.mean_val_map
+    for domain, scores in record.test_map.items():  # only under track_test (hlp reproduce's optimistic column)
+        out[f"{domain}.test_map_this_epoch"] = max(scores.values())
     return out
 
 
@@ -78,7 +80,7 @@ def train_worker(config: dict) -> None:
         _report(metrics, {STATE: state()} if keep else None)
 
     results = fit(load_splits(cfg, seed), cfg, seed, worker, resume, on_epoch,
-                  score_test=config.get("score_test", True))
+                  score_test=config.get("score_test", True), track_test=config.get("track_test", False))
     final = {RESULTS: _results_payload(results)} if rank == 0 else None
     if final and "state" in latest:  # a rerun of a finished run then redoes no epoch
         final[STATE] = latest["state"]()
@@ -111,7 +113,8 @@ _ARRAYS = ("test_scores", "val_scores", "val_labels")  # {video id: array} field
 
 
 def _results_payload(results: dict[str, FitResult]) -> dict:
-    plain = ("seed", "best_epoch", "scoring", "val_map", "test_map", "state_dict", "visual_dim", "audio_dim")
+    plain = ("seed", "best_epoch", "scoring", "val_map", "test_map", "state_dict", "visual_dim", "audio_dim",
+             "oracle_test_map", "oracle_epoch", "oracle_scoring")
     return {"results": {d: {**{k: getattr(r, k) for k in plain},
                             **{k: {v: torch.from_numpy(a) for v, a in getattr(r, k).items()} for k in _ARRAYS}}
                         for d, r in results.items()}}
@@ -125,7 +128,8 @@ def run_key(cfg: ExperimentConfig, seed: int) -> str:
 
 
 def fit_with_ray(cfg: ExperimentConfig, seed: int, mlflow_run_id: str | None, *, run_name: str | None = None,
-                 callbacks: list | None = None, score_test: bool = True) -> dict[str, FitResult]:
+                 callbacks: list | None = None, score_test: bool = True,
+                 track_test: bool = False) -> dict[str, FitResult]:
     """The driver: one TorchTrainer for one seed, all domains of the experiment."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -135,7 +139,7 @@ def fit_with_ray(cfg: ExperimentConfig, seed: int, mlflow_run_id: str | None, *,
     trainer = TorchTrainer(
         train_worker,
         train_loop_config={"experiment": cfg.model_dump(), "seed": seed, "mlflow_run_id": mlflow_run_id,
-                           "score_test": score_test},
+                           "score_test": score_test, "track_test": track_test},
         scaling_config=ScalingConfig(num_workers=res.workers, use_gpu=res.use_gpu,
                                      resources_per_worker={"CPU": res.cpus_per_worker}),
         run_config=RunConfig(name=run_name or run_key(cfg, seed), storage_path=storage_path,

@@ -1,9 +1,10 @@
-"""A small synthetic dataset in the YouTube Highlights UMT layout.
+"""A small synthetic dataset in the UMT layouts of YouTube Highlights and TVSum.
 
 Highlights are where a visual event and an audio event co-occur (with a clip of jitter
 between the two), and each video also carries distractor events in one modality only. A
 single-modality model therefore cannot separate highlights from distractors, while a model
-that relates the two streams can: the quickstart has something real to find.
+that relates the two streams can: the quickstart has something real to find. The TVSum layout
+turns the same videos into 20 annotators' 1-5 scores, so both protocols and the top-5 metric run.
 """
 
 from __future__ import annotations
@@ -52,6 +53,35 @@ def write_synthetic(out: str, spec: SynthSpec = SynthSpec()) -> dict[str, int]:
         n_test = max(1, round(spec.test_fraction * len(ids)))
         splits[domain] = {"train": ids[n_test:], "val": ids[:n_test]}
     write_json(fs, f"{root}/youtube_anno.json", annotations)
+    write_json(fs, f"{root}/splits.json", splits)
+    return {domain: spec.videos_per_domain for domain in spec.domains}
+
+
+TVSUM_ANNOTATORS = 20
+
+
+def write_synthetic_tvsum(out: str, spec: SynthSpec = SynthSpec(domains=("SA", "SB"), videos_per_domain=5)) -> dict[str, int]:
+    """Write `out/tvsum/...`: per category, the published UMT shape (4 train, 1 test video)."""
+    fs, base = filesystem(out)
+    root = f"{base}/tvsum"
+    for sub in ("video_features", "audio_features"):
+        fs.makedirs(f"{root}/{sub}", exist_ok=True)
+    rng = np.random.default_rng(spec.seed + 1)
+    annotations, splits = {}, {}
+    for domain in spec.domains:
+        prototypes = _prototypes(rng, spec)
+        ids = [f"{domain.lower()}_{i:02d}" for i in range(spec.videos_per_domain)]
+        for video_id in ids:
+            rgb, opt, audio, match = _video(rng, spec, prototypes)
+            write_npy(fs, f"{root}/video_features/{video_id}_rgb.npy", rgb.astype(np.float16))
+            write_npy(fs, f"{root}/video_features/{video_id}_opt.npy", opt.astype(np.float16))
+            write_npy(fs, f"{root}/audio_features/{video_id}.npy", audio.astype(np.float16))
+            noise = rng.normal(scale=0.8, size=(len(match), TVSUM_ANNOTATORS))
+            scores = np.clip(np.rint(2.0 + 2.0 * (match > 0)[:, None] + noise), 1, 5)
+            annotations[video_id] = {"domain": domain, "fps": FPS, "frames": int(len(match) * 2 * FPS),
+                                     "anno": scores.tolist()}
+        splits[domain] = {"train": ids[1:], "val": ids[:1]}
+    write_json(fs, f"{root}/tvsum_anno.json", annotations)
     write_json(fs, f"{root}/splits.json", splits)
     return {domain: spec.videos_per_domain for domain in spec.domains}
 

@@ -8,7 +8,8 @@ Domains advance in lockstep so every epoch has one mean validation mAP, the numb
 early stopping read. Rank, world size and DDP wrapping come from the caller (Ray Train's worker
 function), so the same loop runs in one process or across workers; `state()` and `resume`
 carry everything a restarted worker needs to continue without redoing an epoch.
-The test split never influences any choice made here.
+The test split never influences any choice made here. `track_test` additionally scores it every
+epoch, only to report what selecting on test (as UMT and lighthouse do) would have given.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class EpochRecord:
     epoch: int
     losses: dict[str, dict[str, float]]  # domain -> loss term -> mean over batches (this worker)
     val_map: dict[str, dict[str, float]]  # domain -> scoring mode -> validation mAP (rank 0 only)
+    test_map: dict[str, dict[str, float]] = field(default_factory=dict)  # only with track_test
 
     def best_val(self, domain: str) -> tuple[float, str]:
         return best_mode(self.val_map[domain])
@@ -62,6 +64,15 @@ class Best:
 
 
 @dataclass
+class Oracle:
+    """The best test mAP over epochs and scoring modes: the optimistic number, never used to choose."""
+
+    test_map: float = float("nan")
+    epoch: int = -1
+    scoring: str = ""
+
+
+@dataclass
 class FitResult:
     domain: str
     seed: int
@@ -75,6 +86,9 @@ class FitResult:
     val_labels: dict[str, np.ndarray] = field(default_factory=dict)  # so figures need no second data load
     visual_dim: int = 0  # input sizes, so the saved model can be rebuilt
     audio_dim: int = 0
+    oracle_test_map: float = float("nan")  # with track_test: the test-selected (optimistic) number
+    oracle_epoch: int = -1
+    oracle_scoring: str = ""
 
 
 @dataclass
@@ -94,6 +108,7 @@ class DomainRun:
     loss_fn: torch.nn.Module
     optimizer: torch.optim.Optimizer
     best: Best = field(default_factory=Best)
+    oracle: Oracle = field(default_factory=Oracle)
 
     @property
     def module(self) -> torch.nn.Module:
@@ -198,12 +213,13 @@ def fit(
     resume: dict | None = None,
     on_epoch: Callable[[EpochRecord, Callable[[], dict]], None] | None = None,
     score_test: bool = True,
+    track_test: bool = False,
 ) -> dict[str, FitResult]:
     """Train one model per domain; select by validation mAP; score the test splits once (rank 0).
 
     `on_epoch(record, state)` is called on every rank after every epoch; `state()` builds the
     checkpoint payload that `resume` accepts. Sweep trials pass `score_test=False`: a search
-    never sees the test split.
+    never sees the test split; `hlp reproduce` passes `track_test=True` for its optimistic column.
     """
     seed_everything(seed)
     if cfg.train.threads:
@@ -214,7 +230,7 @@ def fit(
     modes, window, stride = scoring_modes(cfg.eval), cfg.train.window, cfg.eval.stride
     per_worker_batch = max(1, cfg.train.batch_size // worker.world)
     for epoch in range(start, cfg.train.epochs + 1):  # epoch 0 scores the untrained models
-        losses, val = {}, {}
+        losses, val, test = {}, {}, {}
         for domain, run in runs.items():
             if epoch > 0:
                 items = shard(epoch_windows(run.split.train, window, cfg.train.min_ratio, rng), worker.rank, worker.world)
@@ -222,7 +238,10 @@ def fit(
             if worker.rank == 0 and run.split.val:
                 val[domain] = validate(run.module, run.split.val, modes, window, stride)
                 _update_best(run, epoch, *best_mode(val[domain]))
-        record = EpochRecord(epoch, losses, val)
+            if worker.rank == 0 and track_test:
+                test[domain] = validate(run.module, run.split.test, modes, window, stride)
+                _update_oracle(run, epoch, *best_mode(test[domain]))
+        record = EpochRecord(epoch, losses, val, test)
         if on_epoch:
             on_epoch(record, lambda: _state(epoch, runs, rng))
         if _agree(_patience_spent(runs, epoch, cfg.train.patience)):
@@ -235,6 +254,12 @@ def _update_best(run: DomainRun, epoch: int, score: float, mode: str) -> None:
     # the untrained model.
     if score > run.best.val_map or (epoch == 1 and run.best.epoch == 0):
         run.best = Best(score, epoch, mode, copy.deepcopy(run.module.state_dict()))
+
+
+def _update_oracle(run: DomainRun, epoch: int, score: float, mode: str) -> None:
+    # The same baseline rule as validation: the untrained epoch 0 only counts when nothing trains.
+    if run.oracle.epoch <= 0 or score > run.oracle.test_map:
+        run.oracle = Oracle(score, epoch, mode)
 
 
 def _patience_spent(runs: dict[str, DomainRun], epoch: int, patience: int | None) -> bool:
@@ -253,7 +278,8 @@ def _finish(runs: dict[str, DomainRun], seed: int, modes, window: int, stride: i
         first = run.split.train[0]
         results[domain] = FitResult(domain, seed, best.epoch, best.scoring, best.val_map, test_map, scores,
                                     best.state, val_scores, {v.video_id: v.labels for v in run.split.val},
-                                    first.visual.shape[1], first.audio.shape[1])
+                                    first.visual.shape[1], first.audio.shape[1],
+                                    run.oracle.test_map, run.oracle.epoch, run.oracle.scoring)
     return results
 
 
@@ -272,6 +298,7 @@ def _state(epoch: int, runs: dict[str, DomainRun], rng: np.random.Generator) -> 
                 "optimizer": run.optimizer.state_dict(),
                 "best": {"val_map": run.best.val_map, "epoch": run.best.epoch, "scoring": run.best.scoring,
                          "state": run.best.state},
+                "oracle": {"test_map": run.oracle.test_map, "epoch": run.oracle.epoch, "scoring": run.oracle.scoring},
             }
             for domain, run in runs.items()
         },
@@ -289,4 +316,5 @@ def _restore(state: dict, runs: dict[str, DomainRun], rng: np.random.Generator) 
         run.module.load_state_dict(saved["model"])
         run.optimizer.load_state_dict(saved["optimizer"])
         run.best = Best(**saved["best"])
+        run.oracle = Oracle(**saved.get("oracle", {}))
     return state["epoch"] + 1

@@ -1,0 +1,258 @@
+"""`hlp reproduce`: every table of the paper's section 4, on every seed, as Ray tasks; one report.
+
+plan the cells (paper_tables) -> distinct (config, seed) units -> skip the units whose result
+file exists -> run the rest as Ray tasks, at most `parallel` in flight, writing each result as
+it lands (so an interrupted run resumes without redoing one) -> MLflow: a run per table, a
+child per cell -> report.json, report.md and the figures (reproduce_report, report_figures).
+A unit that fails is recorded with its error and the others finish; a rerun retries it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hlp.platform.config import flatten, with_absolute_paths
+from hlp.platform.paper_tables import FIGURE3_PANELS, Cell, plan, tables_of
+from hlp.platform.reproduce_config import ReproduceConfig
+from hlp.platform.tracking import Tracker, check_reachable
+
+Progress = Callable[[int, int], None]  # (units done, units in all)
+
+
+@dataclass(frozen=True)
+class Unit:
+    cell: Cell  # the first cell that needs this config: its MLflow run gets the per-epoch curves
+    seed: int
+    embed: bool
+
+    @property
+    def key(self) -> str:
+        return f"{self.cell.config_key}-seed{self.seed}"
+
+
+class UnitStore:
+    """DIR/units/<config key>-seed<N>.json (+ .npz embeddings), or .failed.json with the error."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root / "units"
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def done(self, key: str) -> bool:
+        return (self.root / f"{key}.json").exists()
+
+    def save(self, key: str, result: dict) -> None:
+        embeddings = result.pop("embeddings", None)
+        if embeddings:
+            arrays = {f"{d}.{k}": v for d, e in embeddings.items() for k, v in e.items()}
+            _atomic(self.root / f"{key}.npz", lambda p: np.savez_compressed(p, **arrays))
+        _atomic(self.root / f"{key}.json", lambda p: p.write_text(json.dumps(result)))
+        (self.root / f"{key}.failed.json").unlink(missing_ok=True)
+
+    def fail(self, key: str, error: str) -> None:
+        (self.root / f"{key}.failed.json").write_text(json.dumps({"error": error}))
+
+    def load(self, key: str) -> dict | None:
+        path = self.root / f"{key}.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def error(self, key: str) -> str | None:
+        path = self.root / f"{key}.failed.json"
+        return json.loads(path.read_text())["error"] if path.exists() else None
+
+    def embeddings(self, key: str) -> dict[str, dict[str, np.ndarray]]:
+        path = self.root / f"{key}.npz"
+        if not path.exists():
+            return {}
+        out: dict[str, dict[str, np.ndarray]] = {}
+        with np.load(path) as data:
+            for name in data.files:
+                domain, part = name.rsplit(".", 1)
+                out.setdefault(domain, {})[part] = data[name]
+        return out
+
+
+def _atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """Write beside, then rename: a killed run never leaves a half file that looks finished."""
+    tmp = path.with_name(path.stem + ".partial" + path.suffix)
+    write(tmp)
+    tmp.replace(path)
+
+
+def units_of(cells: list[Cell], seeds: list[int]) -> list[Unit]:
+    owners: dict[str, Cell] = {}
+    for cell in cells:
+        owners.setdefault(cell.config_key, cell)
+    embedded = {c.config_key for c in cells if (c.table, c.row.key) in FIGURE3_PANELS and c.benchmark.dataset == "youtube"}
+    return [Unit(cell, seed, key in embedded and seed == seeds[0]) for key, cell in owners.items() for seed in seeds]
+
+
+def run_reproduce(rc: ReproduceConfig, output: Path, progress: Progress | None = None,
+                  log: Callable[[str], None] = print) -> dict:
+    from hlp.platform.reproduce_report import build_report
+
+    started = time.time()
+    rc = rc.model_copy(update={"experiment": with_absolute_paths(rc.experiment)})
+    exp = rc.experiment
+    if exp.tracking.enabled:
+        check_reachable(exp.tracking.uri)
+    datasets = _preflight(rc, log)
+    cells = plan(rc)
+    units = units_of(cells, exp.train.seeds)
+    output.mkdir(parents=True, exist_ok=True)
+    store = UnitStore(output)
+    runs = ReproduceRuns(rc, cells, output)
+    pending = [u for u in units if not store.done(u.key)]
+    log(f"{len(cells)} cells, {len(units)} runs ({len(units) - len(pending)} already finished, "
+        f"{len(pending)} to do)")
+    if pending:  # a finished reproduction re-renders its report without starting Ray
+        _schedule(rc, pending, store, runs, len(units), progress, log)
+    report = build_report(rc, cells, store, datasets, time.time() - started)
+    paths = write_report(report, output, datasets, store, cells if rc.figures else [])
+    runs.finish(report, paths)
+    return report
+
+
+def write_report(report: dict, output: Path, datasets: dict, store: UnitStore, cells: list[Cell]) -> dict[str, list[Path]]:
+    """Figures (of `cells`), then report.json and report.md from the same dict; returns the files
+    each MLflow run gets."""
+    from hlp.platform.report_figures import make_figures
+    from hlp.platform.report_markdown import render
+
+    seed = report["seeds"][0]
+    report["figures"] = make_figures(cells, store, datasets, seed, output / "figures")
+    (output / "report.json").write_text(json.dumps(report, indent=1))
+    (output / "report.md").write_text(render(report))
+    paths: dict[str, list[Path]] = {"report": [output / "report.md", output / "report.json"]}
+    for figure in report["figures"]:
+        paths["report"].append(output / figure["path"])
+        for table in figure["tables"]:
+            paths.setdefault(table, []).append(output / figure["path"])
+    return paths
+
+
+def _preflight(rc: ReproduceConfig, log: Callable[[str], None]) -> dict:
+    """Each benchmark's dataset, read once here for its domains, labels and skipped videos."""
+    from hlp.platform.experiment import preflight
+
+    out = {}
+    for bench in rc.benchmarks:
+        exp = rc.experiment
+        cfg = exp.model_copy(update={"data": exp.data.model_copy(update={"dataset": bench.dataset,
+                                                                        "protocol": bench.protocol})})
+        dataset, domains, _ = preflight(cfg, lambda line, name=bench.name: log(f"{name}: {line}"))
+        out[bench.name] = {"dataset": dataset, "domains": domains}
+    return out
+
+
+def _schedule(rc: ReproduceConfig, pending: list[Unit], store: UnitStore, runs: ReproduceRuns, total: int,
+              progress: Progress | None, log: Callable[[str], None]) -> None:
+    import ray
+
+    from hlp.platform.distributed import ensure_ray
+    from hlp.platform.reproduce_unit import train_unit
+
+    res = rc.experiment.resources
+    ensure_ray(res.address)
+    inline = res.workers == 0  # the task trains: it reserves what one worker would
+    task = ray.remote(train_unit).options(num_cpus=res.cpus_per_worker if inline else 0,
+                                          num_gpus=1 if (inline and res.use_gpu) else 0)
+    limit = rc.parallel or _fit_in_cluster(res)
+    done, queue, flying = total - len(pending), list(pending), {}
+    if progress:
+        progress(done, total)
+    while queue or flying:
+        while queue and len(flying) < limit:
+            unit = queue.pop(0)
+            ref = task.remote(unit.cell.config.model_dump(), unit.seed, runs.cell_run(unit.cell),
+                              f"{unit.cell.config.name}-{unit.key}", unit.embed)
+            flying[ref] = unit
+        ready, _ = ray.wait(list(flying), num_returns=1)
+        unit = flying.pop(ready[0])
+        try:
+            result = ray.get(ready[0])
+        except Exception as exc:  # noqa: BLE001 - a bad unit is recorded; the others finish
+            store.fail(unit.key, _first_lines(exc))
+            log(f"failed: {unit.cell.id} seed {unit.seed}: {_first_lines(exc)}")
+        else:
+            store.save(unit.key, result)
+            log(f"done: {unit.cell.id} seed {unit.seed} in {result['seconds']:.0f} s")
+        done += 1
+        if progress:
+            progress(done, total)
+
+
+def _fit_in_cluster(res) -> int:
+    """How many units run at once: the cluster's GPUs or CPUs over what one unit takes."""
+    import ray
+
+    total = ray.cluster_resources()
+    per_unit = max(1, res.workers) * (1 if res.use_gpu else res.cpus_per_worker)
+    return max(1, int(total.get("GPU" if res.use_gpu else "CPU", 0) // per_unit))
+
+
+def _first_lines(exc: Exception) -> str:
+    """The task's own exception (Ray wraps it with the remote traceback), in one line."""
+    cause = getattr(exc, "cause", None) or exc
+    text = " ".join(str(cause).split())
+    return f"{type(cause).__name__}: {text[:500]}"
+
+
+class ReproduceRuns:
+    """MLflow: one parent run per table, one child per cell, under one run for the report.
+
+    Run ids live in DIR/mlflow_runs.json, so a resumed reproduction logs into the same runs.
+    Cells that share a config share its training: the first such cell's run holds the per-epoch
+    curves, the others name it in their `trained_in` tag; every cell run gets its own summary.
+    """
+
+    def __init__(self, rc: ReproduceConfig, cells: list[Cell], output: Path) -> None:
+        t = rc.experiment.tracking
+        self.path = output / "mlflow_runs.json"
+        state = json.loads(self.path.read_text()) if self.path.exists() else {"tables": {}, "cells": {}}
+        common = {"reproduce": rc.name}
+        self.report = Tracker(t.uri, t.experiment, f"reproduce-{rc.name}", common, t.enabled,
+                              reuse_run_id=state.get("report"))
+        self.tables = {table.id: Tracker(t.uri, t.experiment, f"{rc.name}: {table.title}",
+                                         {**common, "table": table.id}, t.enabled, parent_run_id=self.report.run_id,
+                                         reuse_run_id=state["tables"].get(table.id))
+                       for table in tables_of(rc)}
+        owners: dict[str, Cell] = {}
+        self.cells: dict[str, Tracker] = {}
+        for cell in cells:
+            owner = owners.setdefault(cell.config_key, cell)
+            tags = {**common, "table": cell.table, "row": cell.row.key, "benchmark": cell.benchmark.name,
+                    "dataset": cell.benchmark.dataset, "protocol": cell.benchmark.protocol,
+                    "variant": cell.config.model.variant, "config_key": cell.config_key,
+                    **({"trained_in": owner.id} if owner is not cell else {})}
+            fresh = cell.id not in state["cells"]
+            self.cells[cell.id] = Tracker(t.uri, t.experiment, cell.id, tags, t.enabled,
+                                          parent_run_id=self.tables[cell.table].run_id,
+                                          reuse_run_id=state["cells"].get(cell.id))
+            if fresh:
+                self.cells[cell.id].log_params(flatten(cell.config))
+        self.path.write_text(json.dumps({"report": self.report.run_id,
+                                         "tables": {k: v.run_id for k, v in self.tables.items()},
+                                         "cells": {k: v.run_id for k, v in self.cells.items()}}, indent=1))
+
+    def cell_run(self, cell: Cell) -> str | None:
+        return self.cells[cell.id].run_id
+
+    def finish(self, report: dict, paths: dict[str, list[Path]]) -> None:
+        for cell in report["cells"]:
+            tracker = self.cells[cell["id"]]
+            tracker.log_metrics(cell["metrics"])
+            tracker.finish("FINISHED" if cell["complete"] else "FAILED")
+        for table_id, tracker in self.tables.items():
+            tracker.log_metrics(report["table_metrics"].get(table_id, {}))
+            for path in paths.get(table_id, []):
+                tracker.log_artifact(path)
+            tracker.finish()
+        for path in paths["report"]:
+            self.report.log_artifact(path)
+        self.report.finish()
