@@ -141,7 +141,7 @@ def render(report: dict) -> str:
         f"# Reproduction of the paper's section 4: `{report['name']}`", "",
         f"- git commit `{report['git_commit']}`; seeds {seeds} ({len(seeds)}); {report['epochs']} epochs; "
         f"validation split: {report['val_fraction']:.0%} of each domain's training videos, carved by seed; "
-        f"wall time {report['wall_s'] / 60:.1f} min.",
+        f"the runs' tasks took {report['task_s'] / 60:.1f} min in all; this invocation {report['wall_s'] / 60:.1f} min.",
         f"- {CELL_NOTE}",
         f"- {SELECTION_NOTE}",
         f"- {REFERENCES_NOTE}",

@@ -42,6 +42,7 @@ class UnitStore:
     def __init__(self, root: Path) -> None:
         self.root = root / "units"
         self.root.mkdir(parents=True, exist_ok=True)
+        self._read: dict[str, dict] = {}  # the report reads each result for several cells and figures
 
     def done(self, key: str) -> bool:
         return (self.root / f"{key}.json").exists()
@@ -53,13 +54,16 @@ class UnitStore:
             _atomic(self.root / f"{key}.npz", lambda p: np.savez_compressed(p, **arrays))
         _atomic(self.root / f"{key}.json", lambda p: p.write_text(json.dumps(result)))
         (self.root / f"{key}.failed.json").unlink(missing_ok=True)
+        self._read[key] = result
 
     def fail(self, key: str, error: str) -> None:
         (self.root / f"{key}.failed.json").write_text(json.dumps({"error": error}))
 
     def load(self, key: str) -> dict | None:
         path = self.root / f"{key}.json"
-        return json.loads(path.read_text()) if path.exists() else None
+        if key not in self._read and path.exists():
+            self._read[key] = json.loads(path.read_text())
+        return self._read.get(key)
 
     def error(self, key: str) -> str | None:
         path = self.root / f"{key}.failed.json"
@@ -110,9 +114,12 @@ def run_reproduce(rc: ReproduceConfig, output: Path, progress: Progress | None =
     pending = [u for u in units if not store.done(u.key)]
     log(f"{len(cells)} cells, {len(units)} runs ({len(units) - len(pending)} already finished, "
         f"{len(pending)} to do)")
+    if progress:
+        progress(len(units) - len(pending), len(units))
     if pending:  # a finished reproduction re-renders its report without starting Ray
         _schedule(rc, pending, store, runs, len(units), progress, log)
-    report = build_report(rc, cells, store, datasets, time.time() - started)
+    report = build_report(rc, cells, store, datasets, time.time() - started,
+                          sum(r["seconds"] for u in units if (r := store.load(u.key))))
     paths = write_report(report, output, datasets, store, cells if rc.figures else [])
     runs.finish(report, paths)
     return report
@@ -140,12 +147,20 @@ def _preflight(rc: ReproduceConfig, log: Callable[[str], None]) -> dict:
     """Each benchmark's dataset, read once here for its domains, labels and skipped videos."""
     from hlp.platform.experiment import preflight
 
-    out = {}
+    from hlp.platform.protocols import available_domains
+
+    out, read = {}, {}
     for bench in rc.benchmarks:
-        exp = rc.experiment
-        cfg = exp.model_copy(update={"data": exp.data.model_copy(update={"dataset": bench.dataset,
-                                                                        "protocol": bench.protocol})})
-        dataset, domains, _ = preflight(cfg, lambda line, name=bench.name: log(f"{name}: {line}"))
+        said = bench.dataset not in read  # preflight says this protocol's skipped domains itself
+        if said:  # TVSum's two protocols share one read
+            exp = rc.experiment
+            cfg = exp.model_copy(update={"data": exp.data.model_copy(update={"dataset": bench.dataset,
+                                                                            "protocol": bench.protocol})})
+            read[bench.dataset], _, _ = preflight(cfg, lambda line, name=bench.dataset: log(f"{name}: {line}"))
+        dataset = read[bench.dataset]
+        domains, notes = available_domains(dataset, bench.protocol, rc.experiment.data.domains)
+        for note in [] if said else notes:
+            log(f"{bench.name}: skipped: {note}")
         out[bench.name] = {"dataset": dataset, "domains": domains}
     return out
 
@@ -164,8 +179,6 @@ def _schedule(rc: ReproduceConfig, pending: list[Unit], store: UnitStore, runs: 
                                           num_gpus=1 if (inline and res.use_gpu) else 0)
     limit = rc.parallel or _fit_in_cluster(res)
     done, queue, flying = total - len(pending), list(pending), {}
-    if progress:
-        progress(done, total)
     while queue or flying:
         while queue and len(flying) < limit:
             unit = queue.pop(0)

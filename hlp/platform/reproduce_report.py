@@ -119,7 +119,9 @@ def _int_seeds(video_ap: dict) -> dict:
     return {d: {int(s): aps for s, aps in by_seed.items()} for d, by_seed in video_ap.items()}
 
 
-def build_report(rc: ReproduceConfig, cells: list[Cell], store, datasets: dict, wall_s: float) -> dict:
+def build_report(rc: ReproduceConfig, cells: list[Cell], store, datasets: dict, wall_s: float,
+                 task_s: float) -> dict:
+    """`wall_s`: this invocation; `task_s`: the summed time of every run's task, over all invocations."""
     from hlp.platform.tracking import git_commit
 
     exp = rc.experiment
@@ -131,7 +133,7 @@ def build_report(rc: ReproduceConfig, cells: list[Cell], store, datasets: dict, 
         tables.append({"id": table.id, "title": table.title, "per_domain": table.per_domain, "blocks": blocks})
     return {
         "name": rc.name, "git_commit": git_commit(), "seeds": list(exp.train.seeds), "epochs": exp.train.epochs,
-        "val_fraction": exp.data.val_fraction, "wall_s": wall_s,
+        "val_fraction": exp.data.val_fraction, "wall_s": wall_s, "task_s": task_s,
         "benchmarks": {b.name: {"dataset": b.dataset, "protocol": b.protocol, "domains": datasets[b.name]["domains"],
                                 "skipped": _skipped(datasets[b.name]["dataset"])} for b in rc.benchmarks},
         "tables": tables,

@@ -238,7 +238,7 @@ def fit(
             if worker.rank == 0 and run.split.val:
                 val[domain] = validate(run.module, run.split.val, modes, window, stride)
                 _update_best(run, epoch, *best_mode(val[domain]))
-            if worker.rank == 0 and track_test:
+            if worker.rank == 0 and track_test and (epoch > 0 or cfg.train.epochs == 0):
                 test[domain] = validate(run.module, run.split.test, modes, window, stride)
                 _update_oracle(run, epoch, *best_mode(test[domain]))
         record = EpochRecord(epoch, losses, val, test)
@@ -257,8 +257,8 @@ def _update_best(run: DomainRun, epoch: int, score: float, mode: str) -> None:
 
 
 def _update_oracle(run: DomainRun, epoch: int, score: float, mode: str) -> None:
-    # The same baseline rule as validation: the untrained epoch 0 only counts when nothing trains.
-    if run.oracle.epoch <= 0 or score > run.oracle.test_map:
+    # Epochs from 1, as validation selects them (epoch 0, untrained, only counts when nothing trains).
+    if run.oracle.epoch < 0 or score > run.oracle.test_map:
         run.oracle = Oracle(score, epoch, mode)
 
 
