@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 from ray_processes import isolated_env, kill_processes, wait_until
+from test_sweep_cluster import two_nodes  # noqa: F401 - the fixture
 
 from hlp.platform.config import ConfigError, load_config
 from hlp.platform.paired_stats import compare
@@ -135,10 +136,12 @@ def _unit_files(out: Path) -> dict[str, int]:
 
 
 @pytest.mark.slow
-def test_reproduce_end_to_end_resumes_and_its_report_matches_its_json(tmp_path, repro_root, ray_tmpdir):
-    env = isolated_env(ray_tmpdir)
+def test_reproduce_end_to_end_resumes_and_its_report_matches_its_json(tmp_path, repro_root, ray_tmpdir,
+                                                                      two_nodes):  # noqa: F811
+    """The first run (its own local Ray) is killed with its cluster; the rerun joins a two-node
+    cluster, finishes only what was left, and spreads those runs over both nodes."""
     out = tmp_path / "out"
-    first = subprocess.Popen(_command(repro_root, tmp_path, "parallel=1"), cwd=tmp_path, env=env,
+    first = subprocess.Popen(_command(repro_root, tmp_path, "parallel=1"), cwd=tmp_path, env=isolated_env(ray_tmpdir),
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     wait_until(lambda: (out / "units").is_dir() and len(_unit_files(out)) >= 3, first, timeout=300)
     os.killpg(first.pid, signal.SIGKILL)
@@ -147,14 +150,16 @@ def test_reproduce_end_to_end_resumes_and_its_report_matches_its_json(tmp_path, 
     before = _unit_files(out)
     assert not (out / "report.md").exists()
 
-    resumed = subprocess.run(_command(repro_root, tmp_path), cwd=tmp_path, env=env, capture_output=True, text=True,
-                             timeout=600)
+    resumed = subprocess.run(_command(repro_root, tmp_path), cwd=tmp_path, capture_output=True, text=True,
+                             timeout=600, env={**os.environ, "RAY_ADDRESS": two_nodes.address})
     assert resumed.returncode == 1, resumed.stderr[-3000:]  # the bad sweep row, and only it
     total = 28 + 3  # distinct configs x 1 seed, plus a sweep-best row on each benchmark
     assert f"{total} runs ({len(before)} already finished, {total - len(before)} to do)" in resumed.stderr
     after = _unit_files(out)
     assert {k: after[k] for k in before} == before  # finished runs were not redone or rewritten
     assert len(after) == total - 2 and len(list((out / "units").glob("*.failed.json"))) == 2
+    nodes = {json.loads((out / "units" / name).read_text())["node_id"] for name in set(after) - set(before)}
+    assert nodes == {node.node_id for node in two_nodes.list_all_nodes()}  # the cluster ran them in parallel
     said = re.sub(r"\s+", " ", resumed.stderr)
     assert "2 cell(s) incomplete" in said and "table2/sweep_best_tvsum/tvsum-paper" in said
     assert "failed: table2/sweep_best_tvsum/tvsum-umt seed 0: ValueError: d_k=16 and d_v=16 must be divisible by heads=3" in said
