@@ -146,7 +146,6 @@ def write_report(report: dict, output: Path, datasets: dict, store: UnitStore, c
 def _preflight(rc: ReproduceConfig, log: Callable[[str], None]) -> dict:
     """Each benchmark's dataset, read once here for its domains, labels and skipped videos."""
     from hlp.platform.experiment import preflight
-
     from hlp.platform.protocols import available_domains
 
     out, read = {}, {}
@@ -216,6 +215,12 @@ def _first_lines(exc: Exception) -> str:
     return f"{type(cause).__name__}: {text[:500]}"
 
 
+def _slot(cell: Cell) -> str:
+    """A cell's MLflow run is keyed by its config too: rerun into the same DIR with other settings,
+    the cell gets a new run instead of mixing two configs' curves in one."""
+    return f"{cell.id}@{cell.config_key}"
+
+
 class ReproduceRuns:
     """MLflow: one parent run per table, one child per cell, under one run for the report.
 
@@ -236,22 +241,22 @@ class ReproduceRuns:
                                          reuse_run_id=state["tables"].get(table.id))
                        for table in tables_of(rc)}
         owners: dict[str, Cell] = {}
-        self.cells: dict[str, Tracker] = {}
-        for cell in cells:
-            owner = owners.setdefault(cell.config_key, cell)
-            tags = {**common, "table": cell.table, "row": cell.row.key, "benchmark": cell.benchmark.name,
-                    "dataset": cell.benchmark.dataset, "protocol": cell.benchmark.protocol,
-                    "variant": cell.config.model.variant, "config_key": cell.config_key,
-                    **({"trained_in": owner.id} if owner is not cell else {})}
-            fresh = cell.id not in state["cells"]
-            self.cells[cell.id] = Tracker(t.uri, t.experiment, cell.id, tags, t.enabled,
-                                          parent_run_id=self.tables[cell.table].run_id,
-                                          reuse_run_id=state["cells"].get(cell.id))
-            if fresh:
-                self.cells[cell.id].log_params(flatten(cell.config))
-        self.path.write_text(json.dumps({"report": self.report.run_id,
-                                         "tables": {k: v.run_id for k, v in self.tables.items()},
-                                         "cells": {k: v.run_id for k, v in self.cells.items()}}, indent=1))
+        self.cells = {c.id: self._cell_run(c, owners.setdefault(c.config_key, c), state["cells"], t, common)
+                      for c in cells}
+        slots = {**state["cells"], **{_slot(c): self.cells[c.id].run_id for c in cells}}
+        self.path.write_text(json.dumps({"report": self.report.run_id, "cells": slots,
+                                         "tables": {k: v.run_id for k, v in self.tables.items()}}, indent=1))
+
+    def _cell_run(self, cell: Cell, owner: Cell, known: dict[str, str], t, common: dict[str, str]) -> Tracker:
+        tags = {**common, "table": cell.table, "row": cell.row.key, "benchmark": cell.benchmark.name,
+                "dataset": cell.benchmark.dataset, "protocol": cell.benchmark.protocol,
+                "variant": cell.config.model.variant, "config_key": cell.config_key,
+                **({"trained_in": owner.id} if owner is not cell else {})}
+        tracker = Tracker(t.uri, t.experiment, cell.id, tags, t.enabled, parent_run_id=self.tables[cell.table].run_id,
+                          reuse_run_id=known.get(_slot(cell)))
+        if _slot(cell) not in known:
+            tracker.log_params(flatten(cell.config))
+        return tracker
 
     def cell_run(self, cell: Cell) -> str | None:
         return self.cells[cell.id].run_id
