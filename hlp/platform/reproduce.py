@@ -176,7 +176,9 @@ def _schedule(rc: ReproduceConfig, pending: list[Unit], store: UnitStore, runs: 
     inline = res.workers == 0  # the task trains: it reserves what one worker would
     task = ray.remote(train_unit).options(num_cpus=res.cpus_per_worker if inline else 0,
                                           num_gpus=1 if (inline and res.use_gpu) else 0)
-    limit = rc.parallel or _fit_in_cluster(res)
+    # In place, Ray queues the tasks on their CPUs (and an autoscaler sees the whole demand);
+    # drivers reserve nothing, so as many are started as the cluster has room for trainers.
+    limit = rc.parallel or (len(pending) if inline else _fit_in_cluster(res))
     done, queue, flying = total - len(pending), list(pending), {}
     while queue or flying:
         while queue and len(flying) < limit:
@@ -200,11 +202,11 @@ def _schedule(rc: ReproduceConfig, pending: list[Unit], store: UnitStore, runs: 
 
 
 def _fit_in_cluster(res) -> int:
-    """How many units run at once: the cluster's GPUs or CPUs over what one unit takes."""
+    """How many TorchTrainers run at once: the cluster's GPUs or CPUs over what one takes."""
     import ray
 
     total = ray.cluster_resources()
-    per_unit = max(1, res.workers) * (1 if res.use_gpu else res.cpus_per_worker)
+    per_unit = res.workers * (1 if res.use_gpu else res.cpus_per_worker)
     return max(1, int(total.get("GPU" if res.use_gpu else "CPU", 0) // per_unit))
 
 

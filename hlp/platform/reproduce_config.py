@@ -37,7 +37,8 @@ class ReproduceConfig(_Section):
     # `hlp sweep`'s sweep_summary.json per dataset: its best_params become a "sweep best" row
     # of Tables 1 and 2 (the sweep selected them on validation splits, never on test).
     sweeps: dict[Literal["youtube", "tvsum"], str] = {}
-    # Runs in flight at once; default: as many as the cluster's CPUs (or GPUs) hold.
+    # Runs in flight at once. Default: every run, queued by Ray on its CPU or GPU (workers: 0), or
+    # as many TorchTrainers as the cluster's CPUs/GPUs hold (workers >= 1).
     parallel: int | None = Field(None, ge=1)
     bootstrap: int = Field(2000, ge=100)  # resamples for the paired intervals
     experiment: ExperimentConfig = ExperimentConfig()
