@@ -72,14 +72,14 @@ def preflight(cfg: ExperimentConfig, log: Callable[[str], None]) -> tuple[Datase
     dataset = load_dataset(cfg.data.dataset, cfg.data.root, cfg.data.domains, cfg.data.on_bad,
                            cfg.data.features, tuple(cfg.data.visual_streams))
     domains, notes = available_domains(dataset, cfg.data.protocol, cfg.data.domains)
-    for line in [*_grouped(dataset.skipped), *notes]:
+    for line in [*grouped_skips(dataset.skipped), *notes]:
         log(f"skipped: {line}")
     if not domains:
         raise ValueError(f"no domain of {cfg.data.dataset} under {dataset.root} has train and test videos")
     return dataset, domains, notes
 
 
-def _grouped(skipped: list) -> list[str]:
+def grouped_skips(skipped: list) -> list[str]:
     """One line per domain and reason (a release without a domain's features skips 100+ videos);
     metrics.json keeps the full list."""
     groups: dict[tuple[str, str], list] = {}

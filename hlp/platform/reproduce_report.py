@@ -122,6 +122,7 @@ def _int_seeds(video_ap: dict) -> dict:
 def build_report(rc: ReproduceConfig, cells: list[Cell], store, datasets: dict, wall_s: float,
                  task_s: float) -> dict:
     """`wall_s`: this invocation; `task_s`: the summed time of every run's task, over all invocations."""
+    from hlp.platform.experiment import grouped_skips
     from hlp.platform.tracking import git_commit
 
     exp = rc.experiment
@@ -135,20 +136,14 @@ def build_report(rc: ReproduceConfig, cells: list[Cell], store, datasets: dict, 
         "name": rc.name, "git_commit": git_commit(), "seeds": list(exp.train.seeds), "epochs": exp.train.epochs,
         "val_fraction": exp.data.val_fraction, "wall_s": wall_s, "task_s": task_s,
         "benchmarks": {b.name: {"dataset": b.dataset, "protocol": b.protocol, "domains": datasets[b.name]["domains"],
-                                "skipped": _skipped(datasets[b.name]["dataset"])} for b in rc.benchmarks},
+                                "skipped": grouped_skips(datasets[b.name]["dataset"].skipped)}
+                       for b in rc.benchmarks},
         "tables": tables,
         "claims": claims(rc, summaries),
         "cells": [{k: v for k, v in s.items() if k != "video_ap"} for s in summaries.values()],
         "table_metrics": _table_metrics(tables),
         "figures": [],
     }
-
-
-def _skipped(dataset) -> list[str]:
-    by_domain: dict[str, int] = {}
-    for s in dataset.skipped:
-        by_domain[s.domain] = by_domain.get(s.domain, 0) + 1
-    return [f"{d}: {n} videos without features" for d, n in sorted(by_domain.items())]
 
 
 def _table_metrics(tables: list[dict]) -> dict[str, dict[str, float]]:
