@@ -184,6 +184,7 @@ def _fmt(stat: dict) -> str:
 
 def _check_tables(report: dict, markdown: str) -> None:
     assert [t["id"] for t in report["tables"]] == ["1", "2", "3", "4", "5", "fig3"]
+    assert len(report["trained_at"]) == 1 and report["trained_at"][0] in markdown  # the code the runs came from
     assert set(report["benchmarks"]) == {"youtube-umt", "tvsum-umt", "tvsum-paper"}
     for table in report["tables"]:
         section = markdown.split(f"## {table['title']}", 1)[1]

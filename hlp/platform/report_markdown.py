@@ -139,7 +139,8 @@ def render(report: dict) -> str:
     seeds = report["seeds"]
     lines = [
         f"# Reproduction of the paper's section 4: `{report['name']}`", "",
-        f"- git commit `{report['git_commit']}`; seeds {seeds} ({len(seeds)}); {report['epochs']} epochs; "
+        f"- report rendered at git commit `{report['git_commit']}`, runs trained at "
+        f"{', '.join(f'`{c}`' for c in report['trained_at'])}; seeds {seeds} ({len(seeds)}); {report['epochs']} epochs; "
         f"validation split: {report['val_fraction']:.0%} of each domain's training videos, carved by seed; "
         f"the runs' tasks took {report['task_s'] / 60:.1f} min in all; this invocation {report['wall_s'] / 60:.1f} min.",
         f"- {CELL_NOTE}",

@@ -20,7 +20,7 @@ import numpy as np
 from hlp.platform.config import flatten, with_absolute_paths
 from hlp.platform.paper_tables import FIGURE3_PANELS, Cell, plan, tables_of
 from hlp.platform.reproduce_config import ReproduceConfig
-from hlp.platform.tracking import Tracker, check_reachable
+from hlp.platform.tracking import Tracker, check_reachable, git_commit
 
 Progress = Callable[[int, int], None]  # (units done, units in all)
 
@@ -179,6 +179,7 @@ def _schedule(rc: ReproduceConfig, pending: list[Unit], store: UnitStore, runs: 
     # In place, Ray queues the tasks on their CPUs (and an autoscaler sees the whole demand);
     # drivers reserve nothing, so as many are started as the cluster has room for trainers.
     limit = rc.parallel or (len(pending) if inline else _fit_in_cluster(res))
+    commit = git_commit()  # the code each result came from: a resumed report may mix commits
     done, queue, flying = total - len(pending), list(pending), {}
     while queue or flying:
         while queue and len(flying) < limit:
@@ -194,7 +195,7 @@ def _schedule(rc: ReproduceConfig, pending: list[Unit], store: UnitStore, runs: 
             store.fail(unit.key, _first_lines(exc))
             log(f"failed: {unit.cell.id} seed {unit.seed}: {_first_lines(exc)}")
         else:
-            store.save(unit.key, result)
+            store.save(unit.key, {**result, "git_commit": commit})
             log(f"done: {unit.cell.id} seed {unit.seed} in {result['seconds']:.0f} s")
         done += 1
         if progress:

@@ -133,7 +133,9 @@ def build_report(rc: ReproduceConfig, cells: list[Cell], store, datasets: dict, 
                   for b in rc.benchmarks if b.dataset in table.datasets]
         tables.append({"id": table.id, "title": table.title, "per_domain": table.per_domain, "blocks": blocks})
     return {
-        "name": rc.name, "git_commit": git_commit(), "seeds": list(exp.train.seeds), "epochs": exp.train.epochs,
+        "name": rc.name, "git_commit": git_commit(),
+        "trained_at": sorted({r.get("git_commit", "unrecorded") for c in cells for s in exp.train.seeds
+                              if (r := store.load(f"{c.config_key}-seed{s}"))}), "seeds": list(exp.train.seeds), "epochs": exp.train.epochs,
         "val_fraction": exp.data.val_fraction, "wall_s": wall_s, "task_s": task_s,
         "benchmarks": {b.name: {"dataset": b.dataset, "protocol": b.protocol, "domains": datasets[b.name]["domains"],
                                 "skipped": grouped_skips(datasets[b.name]["dataset"].skipped)}
