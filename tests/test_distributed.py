@@ -29,8 +29,10 @@ def config(synth_root, tmp_path, *extra):
                                                   f"resources.storage_path={tmp_path / 'ray'}", *extra]))
 
 
-def test_one_and_two_workers_agree(local_ray, synth_root, tmp_path):
-    one = fit_with_ray(config(synth_root, tmp_path, "resources.workers=1"), seed=0, mlflow_run_id=None)
+def test_one_and_two_workers_agree_and_a_rerun_resumes(local_ray, synth_root, tmp_path):
+    cfg = config(synth_root, tmp_path, "resources.workers=1")
+    one = fit_with_ray(cfg, seed=0, mlflow_run_id=None)
+    _rerun_resumes(cfg, one)
     # hlp reproduce's path: the optimistic test-selected number comes back through the checkpoint.
     # Its own storage: the same config under the same storage path would resume one's finished run.
     two = fit_with_ray(config(synth_root, tmp_path / "two", "resources.workers=2"), seed=0, mlflow_run_id=None,
@@ -45,13 +47,12 @@ def test_one_and_two_workers_agree(local_ray, synth_root, tmp_path):
     assert all(f.oracle_epoch == -1 for f in one.values())  # not asked for: the test split is scored once
 
 
-def test_rerun_with_same_name_resumes_from_checkpoint(local_ray, synth_root, tmp_path):
-    cfg = config(synth_root, tmp_path, "resources.workers=1")
-    first = fit_with_ray(cfg, seed=1, mlflow_run_id=None)
-    run_dir = Path(cfg.resources.storage_path) / run_key(cfg, 1)
+def _rerun_resumes(cfg, first) -> None:
+    """The same config and seed under the same storage path: the finished run is resumed, not redone."""
+    run_dir = Path(cfg.resources.storage_path) / run_key(cfg, 0)
     checkpoints = sorted(p.name for p in run_dir.glob("checkpoint_*") if p.is_dir())
     assert checkpoints, f"no checkpoint under {run_dir}"
-    again = fit_with_ray(cfg, seed=1, mlflow_run_id=None)
+    again = fit_with_ray(cfg, seed=0, mlflow_run_id=None)
     kept = sorted(p for p in run_dir.glob("checkpoint_*") if p.is_dir())
     # A rerun of a finished run trains no epoch: its only report is the final one, so every
     # checkpoint kept (num_to_keep=2) is a final one holding results.
@@ -59,5 +60,5 @@ def test_rerun_with_same_name_resumes_from_checkpoint(local_ray, synth_root, tmp
     for domain, fit in first.items():
         assert (again[domain].best_epoch, again[domain].val_map, again[domain].test_map) == (
             fit.best_epoch, fit.val_map, fit.test_map)
-    changed = config(synth_root, tmp_path, "resources.workers=1", "loss.temperature=0.2")
-    assert run_key(changed, 1) != run_key(cfg, 1)  # a different config never resumes this run
+    changed = cfg.model_copy(update={"loss": cfg.loss.model_copy(update={"temperature": 0.2})})
+    assert run_key(changed, 0) != run_key(cfg, 0)  # a different config never resumes this run

@@ -83,7 +83,8 @@ def two_nodes(monkeypatch, s3_endpoint):
 
 def test_sweep_on_two_nodes_with_s3_and_an_mlflow_server(tmp_path, synth_root, buckets, mlflow_server, two_nodes):
     sets = [*TINY, f"data.root={synth_root}", f"resources.address={two_nodes.address}",
-            "resources.storage_path=s3://hlp-ray/sweeps", f"tracking.uri={mlflow_server}", "search.max_concurrent=2"]
+            "resources.storage_path=s3://hlp-ray/sweeps", f"tracking.uri={mlflow_server}", "search.max_concurrent=2",
+            "search.num_samples=2"]
     result = subprocess.run(
         [sys.executable, "-m", "hlp.platform.cli", "sweep", str(EXPERIMENTS / "hpcl.yaml"),
          *[x for s in sets for x in ("--set", s)], "--output", "out"],
@@ -91,14 +92,14 @@ def test_sweep_on_two_nodes_with_s3_and_an_mlflow_server(tmp_path, synth_root, b
     assert result.returncode == 0, result.stderr[-3000:]
     assert SECRET not in result.stdout + result.stderr
     summary = json.loads((tmp_path / "out" / "sweep_summary.json").read_text())
-    assert summary["trials"] == 3
+    assert summary["trials"] == 2
 
     client = MlflowClient(tracking_uri=mlflow_server)
     experiment = client.get_experiment_by_name("hpcl-sweep")
     runs = client.search_runs([experiment.experiment_id])
     [parent] = [r for r in runs if r.info.run_name == "sweep-hpcl"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    assert len(children) == 3
+    assert len(children) == 2
     finished = [c for c in children if "stopped_early" not in c.data.tags]
     assert finished and all(c.info.status == "FINISHED" for c in finished), \
         [(c.info.run_name, c.info.status, c.data.tags) for c in children]

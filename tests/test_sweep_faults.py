@@ -53,7 +53,7 @@ def _children(db: Path) -> tuple[list, list]:
 def test_killed_training_worker_resumes_from_its_checkpoint(tmp_path, synth_root, ray_tmpdir):
     """SIGKILL the Ray Train worker once a trial has checkpointed: FailureConfig restarts it from
     the checkpoint, the trial and the sweep finish, and the child run records the resume."""
-    args = _sweep(tmp_path, synth_root, ray_tmpdir, "search.num_samples=2", "train.epochs=24",
+    args = _sweep(tmp_path, synth_root, ray_tmpdir, "search.num_samples=1", "train.epochs=24",
                   "train.checkpoint_every=1", "search.grace_period=24")
     sweep = subprocess.Popen(args, cwd=tmp_path, env=_env(ray_tmpdir), stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
@@ -64,13 +64,12 @@ def test_killed_training_worker_resumes_from_its_checkpoint(tmp_path, synth_root
     assert sweep.returncode == 0, output[-3000:]
 
     summary = json.loads((tmp_path / "out" / "sweep_summary.json").read_text())
-    assert summary["trials"] == 2
+    assert summary["trials"] == 1
     _, children = _children(tmp_path / "mlflow.db")
-    assert len(children) == 2 and all(c.info.status == "FINISHED" for c in children)
+    assert len(children) == 1 and all(c.info.status == "FINISHED" for c in children)
     resumed = {c.data.tags["trial_id"]: c.data.tags.get("resumed_from_epoch") for c in children}
     killed_trial = killed_run.removeprefix("hpcl-")
     assert resumed[killed_trial] is not None and int(resumed[killed_trial]) >= 0
-    assert all(v is None for t, v in resumed.items() if t != killed_trial)
     # It went on from the checkpoint to the last epoch.
     [child] = [c for c in children if c.data.tags["trial_id"] == killed_trial]
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -81,7 +80,7 @@ def test_killed_training_worker_resumes_from_its_checkpoint(tmp_path, synth_root
 def test_killed_sweep_resumes_without_duplicates(tmp_path, synth_root, ray_tmpdir):
     """Kill the sweep driver (and its cluster) after its first finished trial; --resume completes the
     rest, and the finished sweep has everything a sweep promises (summary, parent, children)."""
-    base = _sweep(tmp_path, synth_root, ray_tmpdir)
+    base = _sweep(tmp_path, synth_root, ray_tmpdir, "search.num_samples=2")  # one finishes, one is left
     driver = subprocess.Popen(base, cwd=tmp_path, env=_env(ray_tmpdir), stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, start_new_session=True)
     db = tmp_path / "mlflow.db"
@@ -96,14 +95,14 @@ def test_killed_sweep_resumes_without_duplicates(tmp_path, synth_root, ray_tmpdi
     assert result.returncode == 0, result.stderr[-3000:]
     assert "resuming the sweep" in result.stderr
     summary = json.loads((tmp_path / "out" / "sweep_summary.json").read_text())
-    assert summary["trials"] == 3
+    assert summary["trials"] == 2
     assert set(summary["best_params"]) == set(load_config(EXPERIMENTS / "hpcl.yaml").search.space)
     assert summary["defaults_params"]["loss.lambda_hpcl"] == 0.3
     for name in ("best", "defaults"):
         assert set(summary[name]["domains"]) == {"synth_a", "synth_b"}
         assert all(0.0 <= d["test_map"] <= 1.0 for d in summary[name]["domains"].values())
     [parent], children = _children(db)
-    assert len(children) == 3 and len({c.data.tags["trial_id"] for c in children}) == 3
+    assert len(children) == 2 and len({c.data.tags["trial_id"] for c in children}) == 2
     for child in children:
         assert child.data.tags["sweep"] == "hpcl" and "loss.lambda_hpcl" in child.data.params
         assert any(k.endswith(".val_map") for k in child.data.metrics)

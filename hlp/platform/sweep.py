@@ -133,6 +133,30 @@ def _warn_if_oversubscribed(cfg: ExperimentConfig, log: Callable[[str], None]) -
             f"per trial) but the cluster has {cpus:g}; trials will wait for workers (an autoscaler may add nodes)")
 
 
+def _final_runs(cfg: ExperimentConfig, configs: dict[str, ExperimentConfig], output: Path, parent_run_id: str | None,
+                train) -> dict[str, dict]:
+    """The winner and the defaults on every seed. They train side by side when the cluster holds
+    both (each is its own TorchTrainer; Train V2 runs them from threads of this driver), so the
+    sweep's last step takes one training's time instead of two."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import ray
+
+    from hlp.platform.distributed import run_key
+
+    res = cfg.resources
+    room = ray.cluster_resources().get("GPU" if res.use_gpu else "CPU", 0)
+    # Identical configs share one Ray run name: then the second must resume the first, not race it.
+    distinct = len({run_key(c, 0) for c in configs.values()}) == len(configs)
+    side_by_side = distinct and room >= len(configs) * res.workers * (1 if res.use_gpu else res.cpus_per_worker)
+    with ThreadPoolExecutor(len(configs) if side_by_side else 1) as pool:
+        futures = {role: pool.submit(train, c, output / role, {"sweep": cfg.name, "role": role,
+                                                               "run_name": f"{cfg.name}-{role}",
+                                                               "run_key": f"{parent_run_id}/{role}"})
+                   for role, c in configs.items()}
+    return {role: future.result() for role, future in futures.items()}
+
+
 def _report(cfg, grid, output: Path, parent: Tracker, train, log) -> dict:
     from hlp.platform.sweep_figures import optuna_figures
 
@@ -142,9 +166,7 @@ def _report(cfg, grid, output: Path, parent: Tracker, train, log) -> dict:
     params = {k: best.config[k] for k in cfg.search.space}
     log(f"best of {len(grid)} trials: val_map={best.metrics.get('val_map'):.4f} {params}")
     best_cfg = config_from_dict(apply_params(cfg.model_dump(), params), "best trial")
-    runs = {role: train(c, output / role, {"sweep": cfg.name, "role": role, "run_name": f"{cfg.name}-{role}",
-                                          "run_key": f"{parent.run_id}/{role}"})
-            for role, c in (("best", best_cfg), ("defaults", cfg))}
+    runs = _final_runs(cfg, {"best": best_cfg, "defaults": cfg}, output, parent.run_id, train)
     defaults = flatten(cfg)
     summary = {
         "sweep": cfg.name, "trials": len(grid), "best_params": params,
