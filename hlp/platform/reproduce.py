@@ -15,12 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from hlp.platform.config import flatten, with_absolute_paths
-from hlp.platform.paper_tables import FIGURE3_PANELS, Cell, plan, tables_of
+from hlp.platform.config import with_absolute_paths
+from hlp.platform.paper_tables import FIGURE3_PANELS, Cell, plan
 from hlp.platform.reproduce_config import ReproduceConfig
-from hlp.platform.tracking import Tracker, check_reachable, git_commit
+from hlp.platform.reproduce_runs import ReproduceRuns
+from hlp.platform.tracking import check_reachable, git_commit
+from hlp.platform.unit_store import UnitStore
 
 Progress = Callable[[int, int], None]  # (units done, units in all)
 
@@ -34,58 +34,6 @@ class Unit:
     @property
     def key(self) -> str:
         return f"{self.cell.config_key}-seed{self.seed}"
-
-
-class UnitStore:
-    """DIR/units/<config key>-seed<N>.json (+ .npz embeddings), or .failed.json with the error."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root / "units"
-        self.root.mkdir(parents=True, exist_ok=True)
-        self._read: dict[str, dict] = {}  # the report reads each result for several cells and figures
-
-    def done(self, key: str) -> bool:
-        return (self.root / f"{key}.json").exists()
-
-    def save(self, key: str, result: dict) -> None:
-        embeddings = result.pop("embeddings", None)
-        if embeddings:
-            arrays = {f"{d}.{k}": v for d, e in embeddings.items() for k, v in e.items()}
-            _atomic(self.root / f"{key}.npz", lambda p: np.savez_compressed(p, **arrays))
-        _atomic(self.root / f"{key}.json", lambda p: p.write_text(json.dumps(result)))
-        (self.root / f"{key}.failed.json").unlink(missing_ok=True)
-        self._read[key] = result
-
-    def fail(self, key: str, error: str) -> None:
-        (self.root / f"{key}.failed.json").write_text(json.dumps({"error": error}))
-
-    def load(self, key: str) -> dict | None:
-        path = self.root / f"{key}.json"
-        if key not in self._read and path.exists():
-            self._read[key] = json.loads(path.read_text())
-        return self._read.get(key)
-
-    def error(self, key: str) -> str | None:
-        path = self.root / f"{key}.failed.json"
-        return json.loads(path.read_text())["error"] if path.exists() else None
-
-    def embeddings(self, key: str) -> dict[str, dict[str, np.ndarray]]:
-        path = self.root / f"{key}.npz"
-        if not path.exists():
-            return {}
-        out: dict[str, dict[str, np.ndarray]] = {}
-        with np.load(path) as data:
-            for name in data.files:
-                domain, part = name.rsplit(".", 1)
-                out.setdefault(domain, {})[part] = data[name]
-        return out
-
-
-def _atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Write beside, then rename: a killed run never leaves a half file that looks finished."""
-    tmp = path.with_name(path.stem + ".partial" + path.suffix)
-    write(tmp)
-    tmp.replace(path)
 
 
 def units_of(cells: list[Cell], seeds: list[int]) -> list[Unit]:
@@ -218,62 +166,3 @@ def _first_lines(exc: Exception) -> str:
     return f"{type(cause).__name__}: {text[:500]}"
 
 
-def _slot(cell: Cell) -> str:
-    """A cell's MLflow run is keyed by its config too: rerun into the same DIR with other settings,
-    the cell gets a new run instead of mixing two configs' curves in one."""
-    return f"{cell.id}@{cell.config_key}"
-
-
-class ReproduceRuns:
-    """MLflow: one parent run per table, one child per cell, under one run for the report.
-
-    Run ids live in DIR/mlflow_runs.json, so a resumed reproduction logs into the same runs.
-    Cells that share a config share its training: the first such cell's run holds the per-epoch
-    curves, the others name it in their `trained_in` tag; every cell run gets its own summary.
-    """
-
-    def __init__(self, rc: ReproduceConfig, cells: list[Cell], output: Path) -> None:
-        t = rc.experiment.tracking
-        self.path = output / "mlflow_runs.json"
-        state = json.loads(self.path.read_text()) if self.path.exists() else {"tables": {}, "cells": {}}
-        common = {"reproduce": rc.name}
-        self.report = Tracker(t.uri, t.experiment, f"reproduce-{rc.name}", common, t.enabled,
-                              reuse_run_id=state.get("report"))
-        self.tables = {table.id: Tracker(t.uri, t.experiment, f"{rc.name}: {table.title}",
-                                         {**common, "table": table.id}, t.enabled, parent_run_id=self.report.run_id,
-                                         reuse_run_id=state["tables"].get(table.id))
-                       for table in tables_of(rc)}
-        owners: dict[str, Cell] = {}
-        self.cells = {c.id: self._cell_run(c, owners.setdefault(c.config_key, c), state["cells"], t, common)
-                      for c in cells}
-        slots = {**state["cells"], **{_slot(c): self.cells[c.id].run_id for c in cells}}
-        self.path.write_text(json.dumps({"report": self.report.run_id, "cells": slots,
-                                         "tables": {k: v.run_id for k, v in self.tables.items()}}, indent=1))
-
-    def _cell_run(self, cell: Cell, owner: Cell, known: dict[str, str], t, common: dict[str, str]) -> Tracker:
-        tags = {**common, "table": cell.table, "row": cell.row.key, "benchmark": cell.benchmark.name,
-                "dataset": cell.benchmark.dataset, "protocol": cell.benchmark.protocol,
-                "variant": cell.config.model.variant, "config_key": cell.config_key,
-                **({"trained_in": owner.id} if owner is not cell else {})}
-        tracker = Tracker(t.uri, t.experiment, cell.id, tags, t.enabled, parent_run_id=self.tables[cell.table].run_id,
-                          reuse_run_id=known.get(_slot(cell)))
-        if _slot(cell) not in known:
-            tracker.log_params(flatten(cell.config))
-        return tracker
-
-    def cell_run(self, cell: Cell) -> str | None:
-        return self.cells[cell.id].run_id
-
-    def finish(self, report: dict, paths: dict[str, list[Path]]) -> None:
-        for cell in report["cells"]:
-            tracker = self.cells[cell["id"]]
-            tracker.log_metrics(cell["metrics"])
-            tracker.finish("FINISHED" if cell["complete"] else "FAILED")
-        for table_id, tracker in self.tables.items():
-            tracker.log_metrics(report["table_metrics"].get(table_id, {}))
-            for path in paths.get(table_id, []):
-                tracker.log_artifact(path)
-            tracker.finish()
-        for path in paths["report"]:
-            self.report.log_artifact(path)
-        self.report.finish()
