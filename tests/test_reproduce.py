@@ -33,8 +33,13 @@ def _config(*sets: str) -> ReproduceConfig:
     return load_config(EXPERIMENT, ["experiment.data.root=/nowhere", *sets], ReproduceConfig)
 
 
+def _plan(*sets: str):
+    rc = _config(*sets)
+    return plan(rc, tables_of(rc))
+
+
 def test_the_plan_covers_every_table_and_shares_identical_configs():
-    cells = plan(_config())
+    cells = _plan()
     ids = {c.id for c in cells}
     assert {"table1/co_av/youtube-umt", "table2/co_av/tvsum-umt", "table2/co_av/tvsum-paper",
             "table3/a_only/tvsum-paper", "table4/ce/youtube-umt", "table5/random/tvsum-umt",
@@ -56,12 +61,12 @@ def test_the_plan_covers_every_table_and_shares_identical_configs():
 def test_a_sweep_summary_adds_a_row_and_a_missing_one_is_named(tmp_path):
     summary = tmp_path / "sweep_summary.json"
     summary.write_text(json.dumps({"best_params": {"loss.lambda_hpcl": 0.5, "model.layers": 1}}))
-    cells = plan(_config(f"sweeps.youtube={summary}", "tables=[1]", "figures=false"))
+    cells = _plan(f"sweeps.youtube={summary}", "tables=[1]", "figures=false")
     row = next(c for c in cells if c.row.key == "sweep_best_youtube")
     assert row.config.loss.lambda_hpcl == 0.5 and row.config.model.layers == 1 and row.table == "1"
     assert [t.id for t in tables_of(_config("tables=[4]", "figures=false"))] == ["4"]
     with pytest.raises(ConfigError, match="sweeps.tvsum: sweep summary not found: /no/such.json"):
-        plan(_config("sweeps.tvsum=/no/such.json"))
+        _plan("sweeps.tvsum=/no/such.json")
 
 
 def test_a_typo_in_the_reproduce_yaml_is_refused_with_the_closest_key(tmp_path):

@@ -20,6 +20,8 @@ SetOption = Annotated[
     typer.Option("--set", help="Override a config key: KEY=VALUE, dotted key, YAML value. Repeatable."),
 ]
 
+OutputOption = Annotated[Optional[Path], typer.Option("--output", help="Output directory.")]
+
 
 def _fail(message: str) -> None:
     err.print(f"[bold red]error:[/] {message}", highlight=False)
@@ -40,7 +42,7 @@ def _load(config: Path, sets: list[str] | None, schema=None):
 def train(
     config: Annotated[Path, typer.Argument(help="Experiment YAML.")],
     set_: SetOption = None,
-    output: Annotated[Optional[Path], typer.Option("--output", help="Output directory.")] = None,
+    output: OutputOption = None,
 ) -> None:
     """Train one model per domain and seed; write metrics.json and scores_test.json."""
     cfg = _load(config, set_)
@@ -70,7 +72,7 @@ def sweep(
     config: Annotated[Path, typer.Argument(help="Experiment YAML with a search: block.")],
     set_: SetOption = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted sweep.")] = False,
-    output: Annotated[Optional[Path], typer.Option("--output", help="Output directory.")] = None,
+    output: OutputOption = None,
 ) -> None:
     """Search search.space with Ray Tune + Optuna on validation mAP; score the best on test once."""
     cfg = _load(config, set_)
@@ -98,13 +100,12 @@ def sweep(
 def reproduce(
     config: Annotated[Path, typer.Argument(help="Reproduction YAML (experiments/reproduce.yaml).")],
     set_: SetOption = None,
-    output: Annotated[Optional[Path], typer.Option("--output", help="Output directory (resumed if it exists).")] = None,
+    output: OutputOption = None,
 ) -> None:
     """Run the paper's Tables 1-5 on every seed as Ray tasks; write DIR/report.md and DIR/report.json."""
     from hlp.platform.reproduce_config import ReproduceConfig
 
     rc = _load(config, set_, ReproduceConfig)
-    from hlp.platform.config import ConfigError
     from hlp.platform.datasets import DataError
     from hlp.platform.reproduce import run_reproduce
     from hlp.platform.tracking import TrackingError
@@ -115,7 +116,7 @@ def reproduce(
         try:
             report = run_reproduce(rc, out, lambda done, total: bars.update(task, completed=done, total=total),
                                    log=lambda line: err.print(line, highlight=False))
-        except (ConfigError, DataError, FileNotFoundError, ValueError, TrackingError) as exc:
+        except (DataError, FileNotFoundError, ValueError, TrackingError) as exc:  # ConfigError is a ValueError
             _fail(str(exc))
     failed = [c["id"] for c in report["cells"] if not c["complete"]]
     err.print(f"wrote {out}/report.md and {out}/report.json")

@@ -55,6 +55,11 @@ def epoch_metrics(record: EpochRecord) -> dict[str, float]:
     return out
 
 
+def log_epoch(tracker: Tracker, seed: int, epoch: int, metrics: dict[str, float]) -> None:
+    """One epoch's metrics under the seed's prefix, so every seed's curves share one MLflow run."""
+    tracker.log_metrics({f"seed{seed}.{k}": v for k, v in metrics.items() if k != "epoch"}, step=epoch)
+
+
 def train_worker(config: dict) -> None:
     """Ray Train's per-worker function (`train_loop_per_worker`)."""
     cfg, seed = config_from_dict(config["experiment"]), int(config["seed"])
@@ -75,7 +80,7 @@ def train_worker(config: dict) -> None:
         now = time.perf_counter()
         metrics["epoch_time_s"], clock[0] = now - clock[0], now  # steady-state speed, per epoch
         if tracker:
-            tracker.log_metrics({f"seed{seed}.{k}": v for k, v in metrics.items() if k != "epoch"}, step=record.epoch)
+            log_epoch(tracker, seed, record.epoch, metrics)
         keep = rank == 0 and (record.epoch % cfg.train.checkpoint_every == 0 or record.epoch == last)
         _report(metrics, {STATE: state()} if keep else None)
 

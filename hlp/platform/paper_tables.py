@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from hlp.platform.config import ConfigError, ExperimentConfig, config_from_dict
@@ -102,7 +103,7 @@ class Cell:
     def id(self) -> str:
         return f"table{self.table}/{self.row.key}/{self.benchmark.name}"
 
-    @property
+    @cached_property  # read for every seed, file and run of the cell: hash the config once
     def config_key(self) -> str:
         return config_key(self.config)
 
@@ -127,10 +128,11 @@ def tables_of(rc: ReproduceConfig) -> list[Table]:
     return out
 
 
-def plan(rc: ReproduceConfig) -> list[Cell]:
+def plan(rc: ReproduceConfig, tables: list[Table]) -> list[Cell]:
+    """Every (table, row, benchmark) cell of `tables` (from `tables_of(rc)`) with its resolved config."""
     cells = []
     base = rc.experiment.model_dump()
-    for table in tables_of(rc):
+    for table in tables:
         for bench in rc.benchmarks:
             if bench.dataset not in table.datasets:
                 continue
@@ -140,6 +142,14 @@ def plan(rc: ReproduceConfig) -> list[Cell]:
                 cfg = config_from_dict(apply_params(base, changes), f"table {table.id}, row {row.key}")
                 cells.append(Cell(table.id, row, bench, cfg))
     return cells
+
+
+def owners(cells: list[Cell]) -> dict[str, Cell]:
+    """Config key -> the first cell that needs it: its run trains, the others share it."""
+    first: dict[str, Cell] = {}
+    for cell in cells:
+        first.setdefault(cell.config_key, cell)
+    return first
 
 
 def _sweep_row(path: str, dataset: str) -> Row:

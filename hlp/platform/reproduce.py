@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hlp.platform.config import with_absolute_paths
-from hlp.platform.paper_tables import FIGURE3_PANELS, Cell, plan
+from hlp.platform.paper_tables import FIGURE3_PANELS, Cell, owners, plan, tables_of
 from hlp.platform.reproduce_config import ReproduceConfig
 from hlp.platform.reproduce_runs import ReproduceRuns
 from hlp.platform.tracking import check_reachable, git_commit
@@ -37,11 +37,9 @@ class Unit:
 
 
 def units_of(cells: list[Cell], seeds: list[int]) -> list[Unit]:
-    owners: dict[str, Cell] = {}
-    for cell in cells:
-        owners.setdefault(cell.config_key, cell)
     embedded = {c.config_key for c in cells if (c.table, c.row.key) in FIGURE3_PANELS and c.benchmark.dataset == "youtube"}
-    return [Unit(cell, seed, key in embedded and seed == seeds[0]) for key, cell in owners.items() for seed in seeds]
+    return [Unit(cell, seed, key in embedded and seed == seeds[0]) for key, cell in owners(cells).items()
+            for seed in seeds]
 
 
 def run_reproduce(rc: ReproduceConfig, output: Path, progress: Progress | None = None,
@@ -54,11 +52,12 @@ def run_reproduce(rc: ReproduceConfig, output: Path, progress: Progress | None =
     if exp.tracking.enabled:
         check_reachable(exp.tracking.uri)
     datasets = _preflight(rc, log)
-    cells = plan(rc)
+    tables = tables_of(rc)  # reads the sweep summaries: once
+    cells = plan(rc, tables)
     units = units_of(cells, exp.train.seeds)
     output.mkdir(parents=True, exist_ok=True)
     store = UnitStore(output)
-    runs = ReproduceRuns(rc, cells, output)
+    runs = ReproduceRuns(rc, tables, cells, output)
     pending = [u for u in units if not store.done(u.key)]
     log(f"{len(cells)} cells, {len(units)} runs ({len(units) - len(pending)} already finished, "
         f"{len(pending)} to do)")
@@ -66,8 +65,8 @@ def run_reproduce(rc: ReproduceConfig, output: Path, progress: Progress | None =
         progress(len(units) - len(pending), len(units))
     if pending:  # a finished reproduction re-renders its report without starting Ray
         _schedule(rc, pending, store, runs, len(units), progress, log)
-    report = build_report(rc, cells, store, datasets, time.time() - started,
-                          sum(r["seconds"] for u in units if (r := store.load(u.key))))
+    finished = [r for u in units if (r := store.load(u.key))]
+    report = build_report(rc, tables, cells, store, datasets, time.time() - started, finished)
     paths = write_report(report, output, datasets, store, cells if rc.figures else [])
     runs.finish(report, paths)
     return report
@@ -92,23 +91,26 @@ def write_report(report: dict, output: Path, datasets: dict, store: UnitStore, c
 
 
 def _preflight(rc: ReproduceConfig, log: Callable[[str], None]) -> dict:
-    """Each benchmark's dataset, read once here for its domains, labels and skipped videos."""
-    from hlp.platform.experiment import preflight
+    """Each dataset read once (TVSum's two protocols share it) for its domains, labels and skipped
+    videos; a benchmark with no domain to train and test is refused before any run."""
+    from hlp.platform.datasets import load_dataset
+    from hlp.platform.experiment import grouped_skips
     from hlp.platform.protocols import available_domains
 
-    out, read = {}, {}
+    d = rc.experiment.data
+    read = {name: load_dataset(name, d.root, d.domains, d.on_bad, d.features, tuple(d.visual_streams))
+            for name in dict.fromkeys(b.dataset for b in rc.benchmarks)}
+    for name, dataset in read.items():
+        for line in grouped_skips(dataset.skipped):
+            log(f"{name}: skipped: {line}")
+    out = {}
     for bench in rc.benchmarks:
-        said = bench.dataset not in read  # preflight says this protocol's skipped domains itself
-        if said:  # TVSum's two protocols share one read
-            exp = rc.experiment
-            cfg = exp.model_copy(update={"data": exp.data.model_copy(update={"dataset": bench.dataset,
-                                                                            "protocol": bench.protocol})})
-            read[bench.dataset], _, _ = preflight(cfg, lambda line, name=bench.dataset: log(f"{name}: {line}"))
-        dataset = read[bench.dataset]
-        domains, notes = available_domains(dataset, bench.protocol, rc.experiment.data.domains)
-        for note in [] if said else notes:
+        domains, notes = available_domains(read[bench.dataset], bench.protocol, d.domains)
+        for note in notes:
             log(f"{bench.name}: skipped: {note}")
-        out[bench.name] = {"dataset": dataset, "domains": domains}
+        if not domains:
+            raise ValueError(f"{bench.name}: no domain under {d.root} has train and test videos")
+        out[bench.name] = {"dataset": read[bench.dataset], "domains": domains}
     return out
 
 
@@ -140,8 +142,9 @@ def _schedule(rc: ReproduceConfig, pending: list[Unit], store: UnitStore, runs: 
         try:
             result = ray.get(ready[0])
         except Exception as exc:  # noqa: BLE001 - a bad unit is recorded; the others finish
-            store.fail(unit.key, _first_lines(exc))
-            log(f"failed: {unit.cell.id} seed {unit.seed}: {_first_lines(exc)}")
+            error = _one_line(exc)
+            store.fail(unit.key, error)
+            log(f"failed: {unit.cell.id} seed {unit.seed}: {error}")
         else:
             store.save(unit.key, {**result, "git_commit": commit})
             log(f"done: {unit.cell.id} seed {unit.seed} in {result['seconds']:.0f} s")
@@ -159,7 +162,7 @@ def _fit_in_cluster(res) -> int:
     return max(1, int(total.get("GPU" if res.use_gpu else "CPU", 0) // per_unit))
 
 
-def _first_lines(exc: Exception) -> str:
+def _one_line(exc: Exception) -> str:
     """The task's own exception (Ray wraps it with the remote traceback), in one line."""
     cause = getattr(exc, "cause", None) or exc
     text = " ".join(str(cause).split())

@@ -10,13 +10,8 @@ import math
 import numpy as np
 
 from hlp.platform.paired_stats import compare
-from hlp.platform.paper_tables import CLAIMS, Cell, tables_of
-from hlp.platform.published import (
-    PAPER_DOMAINS,
-    UMT_DOMAINS,
-    paper_average,
-    umt_average,
-)
+from hlp.platform.paper_tables import CLAIMS, Cell, Table
+from hlp.platform.published import PAPER_DOMAINS, UMT_DOMAINS, mean_over, paper_average
 from hlp.platform.reproduce_config import ReproduceConfig
 
 SELECTIONS = ("val_selected", "test_selected")  # the honest number, and the optimistic one
@@ -75,10 +70,11 @@ def table_block(table, bench: str, dataset: str, cells: dict[str, dict], domains
         if cell is None:
             continue
         ours = cell["mean"]["val_selected"]["mean"]
-        full = row.key == table.full_row or row.key.startswith("sweep_best")
-        paper = (_mean_over(PAPER_DOMAINS[dataset], domains) if table.per_domain
-                 else paper_average(int(table.id), row.key, dataset) if table.id.isdigit() else None)
-        umt = umt_average(dataset, domains) if full else None
+        # Every row of Tables 1-2 is the full model (the sweep's best too); UMT has nothing else.
+        full = table.per_domain or row.key == table.full_row
+        paper = (mean_over(PAPER_DOMAINS[dataset], domains) if table.per_domain
+                 else paper_average(table.id, row.key, dataset))
+        umt = mean_over(UMT_DOMAINS[dataset], domains) if full else None
         entry = {"row": row.key, "label": row.label, "cell": cell["id"], "complete": cell["complete"],
                  "domains": cell["domains"], "mean": cell["mean"], "paper": paper, "umt": umt,
                  "diff_paper": _diff(ours, paper), "diff_umt": _diff(ours, umt)}
@@ -94,56 +90,43 @@ def _domain_refs(ours: float | None, dataset: str, domain: str) -> dict:
     return {"paper": paper, "umt": umt, "diff_paper": _diff(ours, paper), "diff_umt": _diff(ours, umt)}
 
 
-def _mean_over(values: dict[str, float], domains: list[str]) -> float | None:
-    picked = [values[d] for d in domains if d in values]
-    return float(np.mean(picked)) if picked and len(picked) == len(domains) else None
-
-
 def claims(rc: ReproduceConfig, cells: dict[str, dict]) -> list[dict]:
     out = []
-    for claim in CLAIMS:
-        if int(claim.table) not in rc.tables:
-            continue
+    for claim in CLAIMS:  # a claim whose table was not asked for has no cells
         for bench in rc.benchmarks:
             better = cells.get(f"table{claim.table}/{claim.better}/{bench.name}")
             worse = cells.get(f"table{claim.table}/{claim.worse}/{bench.name}")
             if better is None or worse is None:
                 continue
-            result = compare(_int_seeds(better["video_ap"]), _int_seeds(worse["video_ap"]), rc.bootstrap)
+            result = compare(better["video_ap"], worse["video_ap"], rc.bootstrap)
             out.append({"table": claim.table, "better": claim.better, "worse": claim.worse,
                         "statement": claim.statement, "benchmark": bench.name, **result})
     return out
 
 
-def _int_seeds(video_ap: dict) -> dict:
-    return {d: {int(s): aps for s, aps in by_seed.items()} for d, by_seed in video_ap.items()}
-
-
-def build_report(rc: ReproduceConfig, cells: list[Cell], store, datasets: dict, wall_s: float,
-                 task_s: float) -> dict:
-    """`wall_s`: this invocation; `task_s`: the summed time of every run's task, over all invocations."""
+def build_report(rc: ReproduceConfig, tables: list[Table], cells: list[Cell], store, datasets: dict,
+                 wall_s: float, finished: list[dict]) -> dict:
+    """`wall_s`: this invocation; `finished`: every run's result, whichever invocation made it."""
     from hlp.platform.experiment import grouped_skips
     from hlp.platform.tracking import git_commit
 
     exp = rc.experiment
     summaries = {c.id: cell_summary(c, store, exp.train.seeds, datasets[c.benchmark.name]["domains"]) for c in cells}
-    tables = []
-    for table in tables_of(rc):
-        blocks = [table_block(table, b.name, b.dataset, summaries, datasets[b.name]["domains"])
-                  for b in rc.benchmarks if b.dataset in table.datasets]
-        tables.append({"id": table.id, "title": table.title, "per_domain": table.per_domain, "blocks": blocks})
+    shown = [{"id": t.id, "title": t.title, "per_domain": t.per_domain,
+              "blocks": [table_block(t, b.name, b.dataset, summaries, datasets[b.name]["domains"])
+                         for b in rc.benchmarks if b.dataset in t.datasets]} for t in tables]
     return {
         "name": rc.name, "git_commit": git_commit(),
-        "trained_at": sorted({r.get("git_commit", "unrecorded") for c in cells for s in exp.train.seeds
-                              if (r := store.load(f"{c.config_key}-seed{s}"))}), "seeds": list(exp.train.seeds), "epochs": exp.train.epochs,
-        "val_fraction": exp.data.val_fraction, "wall_s": wall_s, "task_s": task_s,
+        "trained_at": sorted({r.get("git_commit", "unrecorded") for r in finished}),
+        "seeds": list(exp.train.seeds), "epochs": exp.train.epochs, "val_fraction": exp.data.val_fraction,
+        "wall_s": wall_s, "task_s": sum(r["seconds"] for r in finished),
         "benchmarks": {b.name: {"dataset": b.dataset, "protocol": b.protocol, "domains": datasets[b.name]["domains"],
                                 "skipped": grouped_skips(datasets[b.name]["dataset"].skipped)}
                        for b in rc.benchmarks},
-        "tables": tables,
+        "tables": shown,
         "claims": claims(rc, summaries),
         "cells": [{k: v for k, v in s.items() if k != "video_ap"} for s in summaries.values()],
-        "table_metrics": _table_metrics(tables),
+        "table_metrics": _table_metrics(shown),
         "figures": [],
     }
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from hlp.platform.config import flatten
-from hlp.platform.paper_tables import Cell, tables_of
+from hlp.platform.paper_tables import Cell, Table, owners
 from hlp.platform.reproduce_config import ReproduceConfig
 from hlp.platform.tracking import Tracker
 
@@ -25,7 +25,7 @@ class ReproduceRuns:
     curves, the others name it in their `trained_in` tag; every cell run gets its own summary.
     """
 
-    def __init__(self, rc: ReproduceConfig, cells: list[Cell], output: Path) -> None:
+    def __init__(self, rc: ReproduceConfig, tables: list[Table], cells: list[Cell], output: Path) -> None:
         t = rc.experiment.tracking
         self.path = output / "mlflow_runs.json"
         state = json.loads(self.path.read_text()) if self.path.exists() else {"tables": {}, "cells": {}}
@@ -35,10 +35,9 @@ class ReproduceRuns:
         self.tables = {table.id: Tracker(t.uri, t.experiment, f"{rc.name}: {table.title}",
                                          {**common, "table": table.id}, t.enabled, parent_run_id=self.report.run_id,
                                          reuse_run_id=state["tables"].get(table.id))
-                       for table in tables_of(rc)}
-        owners: dict[str, Cell] = {}
-        self.cells = {c.id: self._cell_run(c, owners.setdefault(c.config_key, c), state["cells"], t, common)
-                      for c in cells}
+                       for table in tables}
+        first = owners(cells)
+        self.cells = {c.id: self._cell_run(c, first[c.config_key], state["cells"], t, common) for c in cells}
         slots = {**state["cells"], **{_slot(c): self.cells[c.id].run_id for c in cells}}
         self.path.write_text(json.dumps({"report": self.report.run_id, "cells": slots,
                                          "tables": {k: v.run_id for k, v in self.tables.items()}}, indent=1))

@@ -46,15 +46,14 @@ def train_unit(experiment: dict, seed: int, mlflow_run_id: str | None, run_name:
 
 def _fit_here(cfg: ExperimentConfig, splits: dict[str, DomainSplit], seed: int,
               mlflow_run_id: str | None) -> dict[str, FitResult]:
-    from hlp.platform.distributed import epoch_metrics
+    from hlp.platform.distributed import epoch_metrics, log_epoch
     from hlp.platform.tracking import Tracker
     from hlp.platform.training import fit
 
     tracker = Tracker.attach(cfg.tracking.uri, mlflow_run_id)
 
     def on_epoch(record, _state) -> None:  # the same per-epoch curves a TorchTrainer run logs
-        metrics = epoch_metrics(record)
-        tracker.log_metrics({f"seed{seed}.{k}": v for k, v in metrics.items() if k != "epoch"}, step=record.epoch)
+        log_epoch(tracker, seed, record.epoch, epoch_metrics(record))
 
     return fit(splits, cfg, seed, on_epoch=on_epoch, track_test=True)
 

@@ -35,26 +35,9 @@ class SynthSpec:
 
 def write_synthetic(out: str, spec: SynthSpec = SynthSpec()) -> dict[str, int]:
     """Write `out/youtube/...`; returns the number of videos per domain."""
-    fs, base = filesystem(out)
-    root = f"{base}/youtube"
-    for sub in ("video_features", "audio_features"):
-        fs.makedirs(f"{root}/{sub}", exist_ok=True)
-    rng = np.random.default_rng(spec.seed)
-    annotations, splits = {}, {}
-    for d, domain in enumerate(spec.domains):
-        prototypes = _prototypes(rng, spec)
-        ids = [f"{domain}_{i:03d}" for i in range(spec.videos_per_domain)]
-        for video_id in ids:
-            rgb, opt, audio, match = _video(rng, spec, prototypes)
-            write_npy(fs, f"{root}/video_features/{video_id}_rgb.npy", rgb.astype(np.float16))
-            write_npy(fs, f"{root}/video_features/{video_id}_opt.npy", opt.astype(np.float16))
-            write_npy(fs, f"{root}/audio_features/{video_id}.npy", audio.astype(np.float16))
-            annotations[video_id] = _annotation(domain, match)
-        n_test = max(1, round(spec.test_fraction * len(ids)))
-        splits[domain] = {"train": ids[n_test:], "val": ids[:n_test]}
-    write_json(fs, f"{root}/youtube_anno.json", annotations)
-    write_json(fs, f"{root}/splits.json", splits)
-    return {domain: spec.videos_per_domain for domain in spec.domains}
+    n_test = max(1, round(spec.test_fraction * spec.videos_per_domain))
+    return _write_layout(out, "youtube", spec, np.random.default_rng(spec.seed), lambda d, i: f"{d}_{i:03d}",
+                         lambda _rng, domain, match: _annotation(domain, match), n_test)
 
 
 TVSUM_ANNOTATORS = 20
@@ -62,26 +45,37 @@ TVSUM_ANNOTATORS = 20
 
 def write_synthetic_tvsum(out: str, spec: SynthSpec = SynthSpec(domains=("SA", "SB"), videos_per_domain=5)) -> dict[str, int]:
     """Write `out/tvsum/...`: per category, the published UMT shape (4 train, 1 test video)."""
+    return _write_layout(out, "tvsum", spec, np.random.default_rng(spec.seed + 1), lambda d, i: f"{d.lower()}_{i:02d}",
+                         _tvsum_annotation, 1)
+
+
+def _tvsum_annotation(rng: np.random.Generator, domain: str, match: np.ndarray) -> dict:
+    """20 annotators' 1-5 scores: highlights around 4, the rest around 2."""
+    noise = rng.normal(scale=0.8, size=(len(match), TVSUM_ANNOTATORS))
+    scores = np.clip(np.rint(2.0 + 2.0 * (match > 0)[:, None] + noise), 1, 5)
+    return {"domain": domain, "fps": FPS, "frames": int(len(match) * 2 * FPS), "anno": scores.tolist()}
+
+
+def _write_layout(out: str, name: str, spec: SynthSpec, rng: np.random.Generator, video_id, annotate,
+                  n_test: int) -> dict[str, int]:
+    """`out/<name>/`: features per video, `<name>_anno.json`, and splits whose first `n_test` videos
+    of each domain are the published "val" (our test) list."""
     fs, base = filesystem(out)
-    root = f"{base}/tvsum"
+    root = f"{base}/{name}"
     for sub in ("video_features", "audio_features"):
         fs.makedirs(f"{root}/{sub}", exist_ok=True)
-    rng = np.random.default_rng(spec.seed + 1)
     annotations, splits = {}, {}
     for domain in spec.domains:
         prototypes = _prototypes(rng, spec)
-        ids = [f"{domain.lower()}_{i:02d}" for i in range(spec.videos_per_domain)]
-        for video_id in ids:
+        ids = [video_id(domain, i) for i in range(spec.videos_per_domain)]
+        for vid in ids:
             rgb, opt, audio, match = _video(rng, spec, prototypes)
-            write_npy(fs, f"{root}/video_features/{video_id}_rgb.npy", rgb.astype(np.float16))
-            write_npy(fs, f"{root}/video_features/{video_id}_opt.npy", opt.astype(np.float16))
-            write_npy(fs, f"{root}/audio_features/{video_id}.npy", audio.astype(np.float16))
-            noise = rng.normal(scale=0.8, size=(len(match), TVSUM_ANNOTATORS))
-            scores = np.clip(np.rint(2.0 + 2.0 * (match > 0)[:, None] + noise), 1, 5)
-            annotations[video_id] = {"domain": domain, "fps": FPS, "frames": int(len(match) * 2 * FPS),
-                                     "anno": scores.tolist()}
-        splits[domain] = {"train": ids[1:], "val": ids[:1]}
-    write_json(fs, f"{root}/tvsum_anno.json", annotations)
+            write_npy(fs, f"{root}/video_features/{vid}_rgb.npy", rgb.astype(np.float16))
+            write_npy(fs, f"{root}/video_features/{vid}_opt.npy", opt.astype(np.float16))
+            write_npy(fs, f"{root}/audio_features/{vid}.npy", audio.astype(np.float16))
+            annotations[vid] = annotate(rng, domain, match)
+        splits[domain] = {"train": ids[n_test:], "val": ids[:n_test]}
+    write_json(fs, f"{root}/{name}_anno.json", annotations)
     write_json(fs, f"{root}/splits.json", splits)
     return {domain: spec.videos_per_domain for domain in spec.domains}
 

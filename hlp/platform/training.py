@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -298,7 +298,7 @@ def _state(epoch: int, runs: dict[str, DomainRun], rng: np.random.Generator) -> 
                 "optimizer": run.optimizer.state_dict(),
                 "best": {"val_map": run.best.val_map, "epoch": run.best.epoch, "scoring": run.best.scoring,
                          "state": run.best.state},
-                "oracle": {"test_map": run.oracle.test_map, "epoch": run.oracle.epoch, "scoring": run.oracle.scoring},
+                "oracle": asdict(run.oracle),
             }
             for domain, run in runs.items()
         },
