@@ -23,11 +23,12 @@ def hlp(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProces
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, synth_root):
-    """One real `hlp train` run of the quickstart on the small synthetic set, two seeds."""
+    """One real `hlp train` run of the quickstart on the small synthetic set, two seeds, the epoch
+    chosen by 2-fold cross-validation as experiments/youtube.yaml does (carve: tests/test_distributed.py)."""
     work = tmp_path_factory.mktemp("train")
     hlp("train", str(EXPERIMENTS / "quickstart.yaml"), "--set", f"data.root={synth_root}",
         "--set", "train.epochs=3", "--set", "train.seeds=[0,1]", "--set", "tracking.experiment=cli-test",
-        "--output", "out", cwd=work)
+        "--set", "eval.selection=kfold", "--set", "eval.folds=2", "--output", "out", cwd=work)
     return work
 
 
@@ -56,6 +57,8 @@ def test_train_writes_metrics_contract(trained, synth_root):
         assert values["test_map"] == pytest.approx(sum(per_seed) / 2)
     assert metrics["mean_test_map"] == pytest.approx(
         sum(v["test_map"] for v in metrics["domains"].values()) / 2)
+    assert metrics["selection"] == "kfold" and 0.0 <= metrics["mean_ensemble_test_map"] <= 1.0
+    assert all(0.0 <= v["ensemble_test_map"] <= 1.0 for v in metrics["domains"].values())
 
 
 @pytest.mark.slow
@@ -106,10 +109,15 @@ def test_train_logs_to_mlflow(trained):
     assert run.info.status == "FINISHED"
     assert run.data.params["loss.lambda_hpcl"] == "0.3"
     assert run.data.tags["variant"] == "co_av" and run.data.tags["dataset"] == "youtube"
-    history = client.get_metric_history(run.info.run_id, "seed0.synth_a.loss_hpcl")
+    history = client.get_metric_history(run.info.run_id, "seed0.fold0.synth_a.loss_hpcl")
     assert [m.step for m in history] == [1, 2, 3]
-    assert len(client.get_metric_history(run.info.run_id, "seed1.synth_a.val_map")) == 4  # epochs 0-3
-    assert len(client.get_metric_history(run.info.run_id, "seed1.val_map")) == 4  # mean over domains
+    for fold in ("fold0", "fold1"):  # each fold's validation curve, epochs 0-3, and its mean over domains
+        assert len(client.get_metric_history(run.info.run_id, f"seed1.{fold}.synth_a.val_map")) == 4
+        assert len(client.get_metric_history(run.info.run_id, f"seed1.{fold}.val_map")) == 4
+    metrics = json.loads((trained / "out" / "metrics.json").read_text())
+    chosen = metrics["domains"]["synth_a"]["per_seed"][0]["best_epoch"]
+    final = client.get_metric_history(run.info.run_id, "seed0.synth_a.loss_hpcl")  # the model on all videos
+    assert [m.step for m in final] == list(range(1, chosen + 1))
     assert "test_map.synth_a" in run.data.metrics
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config.yaml", "metrics.json", "scores_test.json", "timelines.png"} <= artifacts

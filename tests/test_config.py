@@ -13,12 +13,22 @@ def write(tmp_path, text: str):
     return path
 
 
-def test_defaults_are_the_papers(tmp_path):
+def test_defaults_are_the_papers_losses_and_sizes_under_the_recipe(tmp_path):
     cfg = load_config(write(tmp_path, "name: x\n"))
     assert (cfg.loss.lambda_ce, cfg.loss.lambda_hpcl, cfg.loss.lambda_rank) == (1.0, 0.3, 0.1)
     assert (cfg.loss.margin, cfg.loss.region) == (0.7, 3)
     assert (cfg.model.d_model, cfg.model.heads, cfg.model.layers, cfg.model.d_k, cfg.model.d_v) == (256, 8, 2, 512, 512)
-    assert (cfg.train.window, cfg.train.epochs, cfg.train.lr) == (20, 20, 1e-4)
+    assert (cfg.model.block, cfg.model.positional, cfg.data.normalize) == ("standard", "none", "l2")
+    assert (cfg.train.window, cfg.train.epochs, cfg.train.lr, cfg.train.optimizer) == (20, 8, 3e-4, "adamw")
+
+
+def test_paper_literal_yaml_is_the_literal_reading():
+    from pathlib import Path
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "experiments" / "paper-literal.yaml")
+    assert (cfg.model.block, cfg.model.positional, cfg.model.dropout, cfg.model.input_dropout) == ("paper", "none", 0.5, 0.0)
+    assert (cfg.data.normalize, cfg.train.optimizer, cfg.train.schedule, cfg.train.grad_clip) == ("none", "adam", "constant", None)
+    assert (cfg.train.epochs, cfg.train.lr, cfg.train.weight_decay, cfg.eval.selection) == (20, 1e-4, 0.0, "carve")
 
 
 def test_set_parses_yaml_values(tmp_path):

@@ -11,7 +11,7 @@ from hlp.models.variants import VARIANTS, build_model
 
 CFG = AttentionConfig(d_model=16, heads=2, layers=2, d_k=8, d_v=12, ffn_dim=32, dropout=0.1)
 DV, DA = 10, 6
-ALL_VARIANTS = ["v_only", "a_only", "av", "cr_av", "co_av"]
+ALL_VARIANTS = ["v_only", "a_only", "av", "cr_av", "co_av"]  # the Table 3 variants; mlp: tests/test_recipe.py
 
 
 def lengths_mask(lengths: list[int], t: int) -> torch.Tensor:
@@ -218,6 +218,6 @@ def test_default_dimensions_follow_the_paper() -> None:
 
 
 def test_build_model_rejects_unknown_variant_and_lists_valid_ones() -> None:
-    assert list(VARIANTS) == ALL_VARIANTS
-    with pytest.raises(ValueError, match="'nope'.*v_only, a_only, av, cr_av, co_av"):
+    assert list(VARIANTS) == [*ALL_VARIANTS, "mlp"]
+    with pytest.raises(ValueError, match="'nope'.*v_only, a_only, av, cr_av, co_av, mlp"):
         build_model("nope", DV, DA)

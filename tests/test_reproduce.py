@@ -55,7 +55,7 @@ def test_the_plan_covers_every_table_and_shares_identical_configs():
     ce = next(c for c in cells if c.id == "table4/ce/youtube-umt").config
     assert (ce.loss.lambda_hpcl, ce.loss.lambda_rank, ce.loss.lambda_ce) == (0.0, 0.0, 1.0)
     assert next(c for c in cells if c.id == "table5/none/tvsum-paper").config.model.global_init == "none"
-    assert len({c.config_key for c in cells}) == 10 + 9 + 9  # youtube (with Figure 3's row), tvsum x 2 protocols
+    assert len({c.config_key for c in cells}) == 11 + 10 + 10  # youtube (with Figure 3's row), tvsum x 2 protocols
 
 
 def test_a_sweep_summary_adds_a_row_and_a_missing_one_is_named(tmp_path):
@@ -158,7 +158,7 @@ def test_reproduce_end_to_end_resumes_and_its_report_matches_its_json(tmp_path, 
     resumed = subprocess.run(_command(repro_root, tmp_path), cwd=tmp_path, capture_output=True, text=True,
                              timeout=600, env={**os.environ, "RAY_ADDRESS": two_nodes.address})
     assert resumed.returncode == 1, resumed.stderr[-3000:]  # the bad sweep row, and only it
-    total = 28 + 3  # distinct configs x 1 seed, plus a sweep-best row on each benchmark
+    total = 31 + 3  # distinct configs x 1 seed, plus a sweep-best row on each benchmark
     assert f"{total} runs ({len(before)} already finished, {total - len(before)} to do)" in resumed.stderr
     after = _unit_files(out)
     assert {k: after[k] for k in before} == before  # finished runs were not redone or rewritten
@@ -221,7 +221,7 @@ def _check_tables(report: dict, markdown: str) -> None:
 
 
 def _check_claims_and_figures(report: dict, markdown: str, out: Path) -> None:
-    assert len(report["claims"]) == 8 * 3  # eight ablation claims on three benchmarks
+    assert len(report["claims"]) == 9 * 3  # eight ablation claims and the MLP floor, on three benchmarks
     rows = _md_rows(markdown, "## Do the paper's ablation claims hold on this data?")
     for claim, md in zip(report["claims"], rows):
         assert md[1] == claim["statement"] and md[2] == claim["benchmark"]

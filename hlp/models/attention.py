@@ -1,6 +1,12 @@
 """Attention building blocks of the co-occurrence model (paper eq 1-5).
 
-Layer-norm placement (the paper does not state it): post-norm as in the original
+Two block shapes (`AttentionConfig.block`):
+- `paper`: eq 1-3 read literally (kept so that reading stays reproducible), described below.
+- `standard`: the pre-norm transformer block the paper cites ([53]) and UMT / lighthouse use:
+  x + W_O(MHA(LN(x))), then x + FFN(LN(x)), a final LayerNorm per stack. Eq 2's "+ S" is the
+  residual, taken on the d_model input, which W_O makes possible.
+
+Layer-norm placement of `paper` (the paper does not state it): post-norm as in the original
 transformer. One LayerNorm follows the attention sum (over d_v) and one follows the
 FFN (over d_model). Eq 3 has no residual across the FFN because its input (d_v) and
 output (d_model) widths differ. In the encoder the skip connection is the one on
@@ -12,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -28,8 +35,15 @@ class AttentionConfig:
     d_v: int = 512
     ffn_dim: int = 1024
     dropout: float = 0.5
+    block: Literal["paper", "standard"] = "paper"
+    positional: Literal["none", "sine", "learned"] = "none"  # added to each stream's projected input
+    input_dropout: float = 0.0  # on the input features only, before the projection (eq 1-3: none)
 
     def __post_init__(self) -> None:
+        if self.block not in ("paper", "standard"):
+            raise ValueError(f"block must be 'paper' or 'standard', got {self.block!r}")
+        if self.positional not in ("none", "sine", "learned"):
+            raise ValueError(f"positional must be 'none', 'sine' or 'learned', got {self.positional!r}")
         if self.d_k % self.heads or self.d_v % self.heads:
             raise ValueError(f"d_k={self.d_k} and d_v={self.d_v} must be divisible by heads={self.heads}")
         if self.layers < 1:
@@ -52,6 +66,8 @@ class MultiHeadAttention(nn.Module):
         self.k = nn.Linear(cfg.d_model, cfg.d_k)
         self.s = nn.Linear(cfg.d_model, cfg.d_v)
         self.dropout = nn.Dropout(cfg.dropout)
+        # W_O of the standard block maps the heads back to d_model; eq 2 has none.
+        self.out = nn.Linear(cfg.d_v, cfg.d_model) if cfg.block == "standard" else nn.Identity()
 
     def _split(self, x: Tensor) -> Tensor:
         b, t, _ = x.shape
@@ -66,7 +82,7 @@ class MultiHeadAttention(nn.Module):
         if self.value_residual:
             out = out + s
         b, _, tq, _ = out.shape
-        return out.transpose(1, 2).reshape(b, tq, -1)
+        return self.out(out.transpose(1, 2).reshape(b, tq, -1))
 
 
 def feed_forward(in_dim: int, hidden: int, out_dim: int, dropout: float) -> nn.Sequential:
@@ -107,17 +123,38 @@ class DecoderLayer(nn.Module):
         return self.norm_ffn(query + self.ffn(self.norm_attn(self.attn(query, memory, mask))))
 
 
+class StandardLayer(nn.Module):
+    """Pre-norm transformer layer: q + W_O(MHA(LN(q), memory)), then + FFN(LN(.)).
+
+    Self-attention when the memory is the query itself (encoder), cross-attention otherwise.
+    """
+
+    def __init__(self, cfg: AttentionConfig) -> None:
+        super().__init__()
+        self.norm_attn, self.norm_ffn = nn.LayerNorm(cfg.d_model), nn.LayerNorm(cfg.d_model)
+        self.attn = MultiHeadAttention(cfg)
+        self.ffn = feed_forward(cfg.d_model, cfg.ffn_dim, cfg.d_model, cfg.dropout)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, query: Tensor, memory: Tensor | None, mask: Tensor) -> Tensor:
+        q = self.norm_attn(query)
+        query = query + self.dropout(self.attn(q, q if memory is None else memory, mask))
+        return query + self.dropout(self.ffn(self.norm_ffn(query)))
+
+
 class Encoder(nn.Module):
     """`cfg.layers` stacked encoder layers (F_0 -> F_n)."""
 
     def __init__(self, cfg: AttentionConfig) -> None:
         super().__init__()
-        self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.layers))
+        standard = cfg.block == "standard"
+        self.layers = nn.ModuleList((StandardLayer if standard else EncoderLayer)(cfg) for _ in range(cfg.layers))
+        self.norm = nn.LayerNorm(cfg.d_model) if standard else nn.Identity()  # pre-norm stacks end with one
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         for layer in self.layers:
-            x = layer(x, mask)
-        return x
+            x = layer(x, None, mask) if isinstance(layer, StandardLayer) else layer(x, mask)
+        return self.norm(x)
 
 
 class Decoder(nn.Module):
@@ -125,9 +162,11 @@ class Decoder(nn.Module):
 
     def __init__(self, cfg: AttentionConfig) -> None:
         super().__init__()
-        self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.layers))
+        standard = cfg.block == "standard"
+        self.layers = nn.ModuleList((StandardLayer if standard else DecoderLayer)(cfg) for _ in range(cfg.layers))
+        self.norm = nn.LayerNorm(cfg.d_model) if standard else nn.Identity()
 
     def forward(self, query: Tensor, memory: Tensor, mask: Tensor) -> Tensor:
         for layer in self.layers:
             query = layer(query, memory, mask)
-        return query
+        return self.norm(query)

@@ -9,12 +9,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+import math
+
 import torch
 from torch import Tensor, nn
 
 from hlp.models.attention import AttentionConfig, Decoder, Encoder
 
 GlobalInit = Literal["random", "mean", "none"]
+InputNorm = Literal["none", "l2", "standardize"]
+MAX_LEARNED_POSITIONS = 1024  # clips; later positions share the last embedding (~34 min of 2 s clips)
 Source = Literal["visual", "audio", "concat"]
 FusionMode = Literal["co", "cross"]
 DEFAULT_SCORE_WEIGHTS: dict[str, float] = {"fused": 1.0, "visual": 1.0, "audio": 1.0}
@@ -64,19 +68,94 @@ class GlobalContext(nn.Module):
         return f + self.decoder(g, f, mask)
 
 
+def sine_positions(length: int, dim: int, device: torch.device) -> Tensor:
+    """The sinusoidal encoding of the standard transformer [53], (length, dim)."""
+    pos = torch.arange(length, device=device, dtype=torch.float32)[:, None]
+    freq = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    pe = torch.zeros(length, dim, device=device)
+    pe[:, 0::2] = torch.sin(pos * freq)
+    pe[:, 1::2] = torch.cos(pos * freq)[:, : dim // 2]
+    return pe
+
+
+class PositionalEncoding(nn.Module):
+    """Clip order for the otherwise permutation-invariant encoders: none, sine, or learned (UMT)."""
+
+    def __init__(self, kind: str, dim: int) -> None:
+        super().__init__()
+        self.kind = kind
+        if kind == "learned":
+            self.table = nn.Parameter(torch.randn(MAX_LEARNED_POSITIONS, dim) * 0.02)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.kind == "none":
+            return x
+        length = x.shape[1]
+        if self.kind == "sine":
+            return x + sine_positions(length, x.shape[-1], x.device)
+        idx = torch.arange(length, device=x.device).clamp(max=MAX_LEARNED_POSITIONS - 1)
+        return x + self.table[idx]
+
+
 class ModalityStream(nn.Module):
-    """Input projection (3.1) + intra-modality encoder (eq 1-3) + global context; returns (F_n, F̂)."""
+    """Input projection (3.1) + positions + intra-modality encoder (eq 1-3) + global context; returns (F_n, F̂)."""
 
     def __init__(self, in_dim: int, source: Source, cfg: AttentionConfig, global_init: GlobalInit) -> None:
         super().__init__()
         self.source = source
-        self.project = nn.Linear(in_dim, cfg.d_model)
+        # The standard block normalises the projection so that the features and the positional
+        # encoding (unit scale) add on equal terms; L2-normalised inputs would otherwise project to
+        # ~0.02 and drown in the positions.
+        linear = nn.Linear(in_dim, cfg.d_model)
+        self.project = nn.Sequential(linear, nn.LayerNorm(cfg.d_model)) if cfg.block == "standard" else linear
+        self.positions = PositionalEncoding(cfg.positional, cfg.d_model)
         self.encoder = Encoder(cfg)
         self.context = GlobalContext(cfg, global_init)
 
     def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        f = self.encoder(self.project(x), mask)
+        f = self.encoder(self.positions(self.project(x)), mask)
         return f, self.context(f, mask)
+
+
+class FeatureNorm(nn.Module):
+    """Per-clip input normalisation: L2 (lighthouse, QD-DETR, UniVTG) or standardisation.
+
+    The statistics are buffers, set from the training videos by `fit_statistics`, so a saved
+    model carries them and scores a new video exactly as it was trained.
+    """
+
+    def __init__(self, dim: int, mode: InputNorm = "none") -> None:
+        super().__init__()
+        if mode not in ("none", "l2", "standardize"):
+            raise ValueError(f"normalize must be 'none', 'l2' or 'standardize', got {mode!r}")
+        self.mode = mode
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+
+    @torch.no_grad()
+    def fit_statistics(self, clips: Tensor) -> None:
+        """clips (N, dim): every clip of the training videos."""
+        self.mean.copy_(clips.mean(0))
+        self.std.copy_(clips.std(0).clamp(min=1e-6))
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.mode == "l2":
+            return nn.functional.normalize(x, dim=-1)
+        if self.mode == "standardize":
+            return (x - self.mean) / self.std
+        return x
+
+
+class InputPrep(nn.Module):
+    """Normalise each modality, then drop input features (UMT: 0.5 on inputs, 0.1 inside)."""
+
+    def __init__(self, visual_dim: int, audio_dim: int, normalize: InputNorm, dropout: float) -> None:
+        super().__init__()
+        self.visual, self.audio = FeatureNorm(visual_dim, normalize), FeatureNorm(audio_dim, normalize)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, visual: Tensor, audio: Tensor) -> tuple[Tensor, Tensor]:
+        return self.dropout(self.visual(visual)), self.dropout(self.audio(audio))
 
 
 class CrossModalFusion(nn.Module):
@@ -141,8 +220,10 @@ class HighlightModel(nn.Module):
         streams: Mapping[str, ModalityStream],
         fusion: CrossModalFusion | None = None,
         score_weights: Mapping[str, float] | None = None,
+        inputs: InputPrep | None = None,
     ) -> None:
         super().__init__()
+        self.inputs = inputs
         if fusion is not None and set(streams) != {"visual", "audio"}:
             raise ValueError(f"fusion needs exactly the streams 'visual' and 'audio', got {sorted(streams)}")
         self.streams = nn.ModuleDict(streams)
@@ -166,6 +247,8 @@ class HighlightModel(nn.Module):
         if mask is None:
             mask = torch.ones(visual.shape[:2], dtype=torch.bool, device=visual.device)
         mask = mask.bool()
+        if self.inputs is not None:
+            visual, audio = self.inputs(visual, audio)
         feats = self._features(visual, audio, mask)
         head_inputs = {name: hat for name, (_, hat) in feats.items()}
         if self.fusion is None:
@@ -178,3 +261,28 @@ class HighlightModel(nn.Module):
         logits = {name: head(head_inputs[name]).squeeze(-1) for name, head in self.heads.items()}
         score = sum(w * logits[h].sigmoid() for h, w in self.score_weights.items())
         return HighlightOutput(logits=logits, embedding=embedding, score=score)
+
+
+class ClipMLP(nn.Module):
+    """The floor every results table shows: a per-clip MLP on [visual; audio], no context at all.
+
+    Same inputs, output contract and losses as `HighlightModel`, so it trains under the same
+    recipe; its embedding is the last hidden layer.
+    """
+
+    def __init__(self, visual_dim: int, audio_dim: int, cfg: AttentionConfig, inputs: InputPrep | None = None) -> None:
+        super().__init__()
+        self.inputs = inputs
+        self.body = nn.Sequential(
+            nn.Linear(visual_dim + audio_dim, cfg.d_model), nn.ReLU(), nn.Dropout(cfg.dropout),
+            nn.Linear(cfg.d_model, cfg.d_model), nn.ReLU(), nn.Dropout(cfg.dropout),
+        )
+        self.head = nn.Linear(cfg.d_model, 1)
+        self.embedding_dim = cfg.d_model
+
+    def forward(self, visual: Tensor, audio: Tensor, mask: Tensor | None = None) -> HighlightOutput:
+        if self.inputs is not None:
+            visual, audio = self.inputs(visual, audio)
+        hidden = self.body(torch.cat([visual, audio], dim=-1))
+        logit = self.head(hidden).squeeze(-1)
+        return HighlightOutput(logits={"fused": logit}, embedding=hidden, score=logit.sigmoid())

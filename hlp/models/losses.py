@@ -117,10 +117,11 @@ class HighlightLoss(nn.Module):
         self.lambda_ce, self.lambda_hpcl, self.lambda_rank = lambda_ce, lambda_hpcl, lambda_rank
         self.temperature, self.margin, self.region, self.normalize = temperature, margin, region, normalize
 
-    def forward(self, output: HighlightOutput, targets: Tensor, mask: Tensor) -> dict[str, Tensor]:
-        """Returns {"total", "ce", "hpcl", "rank"} scalars."""
+    def forward(self, output: HighlightOutput, targets: Tensor, mask: Tensor,
+                labels: Tensor | None = None) -> dict[str, Tensor]:
+        """Returns {"total", "ce", "hpcl", "rank"} scalars; `labels` (binary) default to targets >= 0.5."""
         zero = targets.new_zeros(())
-        labels = targets >= 0.5
+        labels = targets >= 0.5 if labels is None else labels.bool()
         emb = output.embedding
         ce = ce_loss(output.logits, targets, mask) if self.lambda_ce else zero
         hpcl = hpcl_loss(emb, labels, mask, self.temperature, self.normalize) if self.lambda_hpcl else zero

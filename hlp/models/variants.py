@@ -9,7 +9,21 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from hlp.models.attention import AttentionConfig
-from hlp.models.highlight import CrossModalFusion, GlobalInit, HighlightModel, ModalityStream
+from hlp.models.highlight import ClipMLP, CrossModalFusion, GlobalInit, HighlightModel, InputNorm, InputPrep, ModalityStream
+
+
+def _inputs(visual_dim: int, audio_dim: int, arch: AttentionConfig, normalize: InputNorm) -> InputPrep | None:
+    """None when it would be the identity, so models of the literal reading keep their state_dict keys."""
+    if normalize == "none" and arch.input_dropout == 0:
+        return None
+    return InputPrep(visual_dim, audio_dim, normalize, arch.input_dropout)
+
+
+def mlp(visual_dim: int, audio_dim: int, arch: AttentionConfig = AttentionConfig(), *,
+        global_init: GlobalInit = "mean", score_weights: dict[str, float] | None = None,
+        normalize: InputNorm = "none") -> ClipMLP:
+    """The per-clip MLP baseline (no attention, no order): global_init and score_weights do not apply."""
+    return ClipMLP(visual_dim, audio_dim, arch, _inputs(visual_dim, audio_dim, arch, normalize))
 
 
 def _two_streams(
@@ -22,38 +36,48 @@ def _two_streams(
 
 
 def v_only(visual_dim: int, audio_dim: int, arch: AttentionConfig = AttentionConfig(), *,
-           global_init: GlobalInit = "mean", score_weights: dict[str, float] | None = None) -> HighlightModel:
+           global_init: GlobalInit = "mean", score_weights: dict[str, float] | None = None,
+           normalize: InputNorm = "none") -> HighlightModel:
     """V Only: visual stream alone, head "visual", embedding F̂_v; audio is never read."""
     stream = ModalityStream(visual_dim, "visual", arch, global_init)
-    return HighlightModel(arch, {"visual": stream}, score_weights=score_weights)
+    return HighlightModel(arch, {"visual": stream}, score_weights=score_weights,
+                          inputs=_inputs(visual_dim, audio_dim, arch, normalize))
 
 
 def a_only(visual_dim: int, audio_dim: int, arch: AttentionConfig = AttentionConfig(), *,
-           global_init: GlobalInit = "mean", score_weights: dict[str, float] | None = None) -> HighlightModel:
+           global_init: GlobalInit = "mean", score_weights: dict[str, float] | None = None,
+           normalize: InputNorm = "none") -> HighlightModel:
     """A Only: audio stream alone, head "audio", embedding F̂_a; visual is never read."""
     stream = ModalityStream(audio_dim, "audio", arch, global_init)
-    return HighlightModel(arch, {"audio": stream}, score_weights=score_weights)
+    return HighlightModel(arch, {"audio": stream}, score_weights=score_weights,
+                          inputs=_inputs(visual_dim, audio_dim, arch, normalize))
 
 
 def av(visual_dim: int, audio_dim: int, arch: AttentionConfig = AttentionConfig(), *,
-       global_init: GlobalInit = "mean", score_weights: dict[str, float] | None = None) -> HighlightModel:
+       global_init: GlobalInit = "mean", score_weights: dict[str, float] | None = None,
+           normalize: InputNorm = "none") -> HighlightModel:
     """AV: per-clip concat of visual and audio, one projection and one stream, head "fused"."""
     stream = ModalityStream(visual_dim + audio_dim, "concat", arch, global_init)
-    return HighlightModel(arch, {"fused": stream}, score_weights=score_weights)
+    return HighlightModel(arch, {"fused": stream}, score_weights=score_weights,
+                          inputs=_inputs(visual_dim, audio_dim, arch, normalize))
 
 
 def cr_av(visual_dim: int, audio_dim: int, arch: AttentionConfig = AttentionConfig(), *,
-          global_init: GlobalInit = "mean", score_weights: dict[str, float] | None = None) -> HighlightModel:
+          global_init: GlobalInit = "mean", score_weights: dict[str, float] | None = None,
+           normalize: InputNorm = "none") -> HighlightModel:
     """CR-AV: each modality's F_n attends over the other's F_n only (Joint-VA style cross-attention)."""
     streams = _two_streams(visual_dim, audio_dim, arch, global_init)
-    return HighlightModel(arch, streams, CrossModalFusion(arch, "cross"), score_weights)
+    return HighlightModel(arch, streams, CrossModalFusion(arch, "cross"), score_weights,
+                          _inputs(visual_dim, audio_dim, arch, normalize))
 
 
 def co_av(visual_dim: int, audio_dim: int, arch: AttentionConfig = AttentionConfig(), *,
-          global_init: GlobalInit = "mean", score_weights: dict[str, float] | None = None) -> HighlightModel:
+          global_init: GlobalInit = "mean", score_weights: dict[str, float] | None = None,
+           normalize: InputNorm = "none") -> HighlightModel:
     """CO-AV, the full model: each modality's F_n attends over the joint [F_v; F_a] (eq 4-5)."""
     streams = _two_streams(visual_dim, audio_dim, arch, global_init)
-    return HighlightModel(arch, streams, CrossModalFusion(arch, "co"), score_weights)
+    return HighlightModel(arch, streams, CrossModalFusion(arch, "co"), score_weights,
+                          _inputs(visual_dim, audio_dim, arch, normalize))
 
 
 VARIANTS: dict[str, Callable[..., HighlightModel]] = {
@@ -62,6 +86,7 @@ VARIANTS: dict[str, Callable[..., HighlightModel]] = {
     "av": av,
     "cr_av": cr_av,
     "co_av": co_av,
+    "mlp": mlp,
 }
 
 

@@ -37,8 +37,9 @@ class ModelFile:
     meta: dict
 
 
-def payload(result: FitResult, model: ModelConfig, window: int, stride: int, features: dict | None) -> dict:
-    return {"format": FORMAT, "domain": result.domain, "seed": result.seed, "best_epoch": result.best_epoch,
+def payload(result: FitResult, model: ModelConfig, window: int, stride: int, features: dict | None,
+            normalize: str = "none") -> dict:
+    return {"normalize": normalize, "format": FORMAT, "domain": result.domain, "seed": result.seed, "best_epoch": result.best_epoch,
             "scoring": result.scoring, "val_map": result.val_map, "window": window, "stride": stride,
             "model": model.model_dump(), "visual_dim": result.visual_dim, "audio_dim": result.audio_dim,
             "features": features, "state_dict": result.state_dict}
@@ -72,7 +73,8 @@ def load(path: str) -> ModelFile:
     if not isinstance(content, dict) or content.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an hlp model file (expected format {FORMAT!r}; "
                               f"`hlp train` writes model_<domain>_seed<N>.pt)")
-    model = build_network(ModelConfig(**content["model"]), content["visual_dim"], content["audio_dim"])
+    model = build_network(ModelConfig(**content["model"]), content["visual_dim"], content["audio_dim"],
+                          content.get("normalize", "none"))
     model.load_state_dict(content["state_dict"])
     return ModelFile(model.eval(), content["domain"], content["scoring"], content["window"], content["stride"],
                      content["visual_dim"], content["audio_dim"], content["features"],

@@ -52,6 +52,8 @@ def epoch_metrics(record: EpochRecord) -> dict[str, float]:
         out["val_map"] = record.mean_val_map
     for domain, scores in record.test_map.items():  # only under track_test (hlp reproduce's optimistic column)
         out[f"{domain}.test_map_this_epoch"] = max(scores.values())
+    if record.phase != "final":  # eval.selection kfold: each fold's curve under its own name
+        return {k if k == "epoch" else f"{record.phase}.{k}": v for k, v in out.items()}
     return out
 
 

@@ -15,6 +15,7 @@ import numpy as np
 from hlp.platform import checkpoints
 from hlp.platform.config import ExperimentConfig, flatten, to_yaml, with_absolute_paths
 from hlp.platform.datasets import Dataset, load_dataset
+from hlp.platform.evaluation import domain_map
 from hlp.platform.plots import score_timelines
 from hlp.platform.distributed import ensure_ray, fit_with_ray
 from hlp.platform.protocols import available_domains
@@ -94,13 +95,22 @@ def _std(values: list[float]) -> float:
     return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
+def ensemble_map(results: list[FitResult], dataset: Dataset) -> float:
+    """Test mAP of the seeds' mean score per clip: what averaging the seeds' models would give.
+    Each seed chose its epoch on validation, so the ensemble, too, is selected without test."""
+    videos = [dataset.videos[vid] for vid in results[0].test_scores]
+    mean = {v.video_id: np.mean([r.test_scores[v.video_id] for r in results], axis=0) for v in videos}
+    return domain_map(videos, mean) if videos else float("nan")
+
+
 def summarise(cfg: ExperimentConfig, results: dict[str, list[FitResult]], dataset: Dataset, notes: list[str]) -> dict:
-    """The `metrics.json` contract, extended with per-seed detail and what was skipped."""
+    """The `metrics.json` contract, extended with per-seed detail, the seed ensemble and what was skipped."""
     domains = {
         d: {
             "val_map": float(np.mean([r.val_map for r in rs])),
             "test_map": float(np.mean([r.test_map for r in rs])),
             "test_map_std": _std([r.test_map for r in rs]),
+            "ensemble_test_map": ensemble_map(rs, dataset),
             "per_seed": [
                 {"seed": r.seed, "val_map": r.val_map, "test_map": r.test_map, "best_epoch": r.best_epoch,
                  "scoring": r.scoring}
@@ -117,6 +127,8 @@ def summarise(cfg: ExperimentConfig, results: dict[str, list[FitResult]], datase
         "domains": domains,
         "mean_val_map": float(np.mean([v["val_map"] for v in domains.values()])),
         "mean_test_map": float(np.mean([v["test_map"] for v in domains.values()])),
+        "mean_ensemble_test_map": float(np.mean([v["ensemble_test_map"] for v in domains.values()])),
+        "selection": cfg.eval.selection,
         "skipped": [str(s) for s in dataset.skipped] + notes,
     }
 
@@ -134,14 +146,17 @@ def _write_outputs(output: Path, results: dict[str, list[FitResult]], metrics: d
     scores = {vid: s for r in first for vid, s in r.test_scores.items()}
     score_timelines(dict(list(shown.items())[:6]), scores, output / "timelines.png", f"{cfg.name}: test scores (seed {cfg.train.seeds[0]})")
     for domain, rs in results.items():  # the first seed's selected model, ready for `hlp predict`
-        content = checkpoints.payload(rs[0], cfg.model, cfg.train.window, cfg.eval.stride, dataset.features)
+        content = checkpoints.payload(rs[0], cfg.model, cfg.train.window, cfg.eval.stride, dataset.features,
+                                       cfg.data.normalize)
         checkpoints.save(str(output / f"model_{domain}_seed{rs[0].seed}.pt"), content)
 
 
 def _final_metrics(metrics: dict) -> dict[str, float]:
-    out = {"mean_val_map": metrics["mean_val_map"], "mean_test_map": metrics["mean_test_map"]}
+    out = {"mean_val_map": metrics["mean_val_map"], "mean_test_map": metrics["mean_test_map"],
+           "mean_ensemble_test_map": metrics["mean_ensemble_test_map"]}
     for domain, values in metrics["domains"].items():
         out[f"val_map.{domain}"] = values["val_map"]
         out[f"test_map.{domain}"] = values["test_map"]
         out[f"test_map_std.{domain}"] = values["test_map_std"]
+        out[f"ensemble_test_map.{domain}"] = values["ensemble_test_map"]
     return out

@@ -64,6 +64,22 @@ def carve_validation(ids: list[str], fraction: float, seed: int) -> tuple[list[s
     return [i for i in ids if i not in val], [i for i in ids if i in val]
 
 
+def kfold_splits(split: DomainSplit, folds: int, seed: int) -> list[DomainSplit]:
+    """K folds over all training videos (the carved validation folded back in), by video, by seed:
+    each fold validates on its share and trains on the rest; min(folds, videos) folds."""
+    videos = [*split.train, *split.val]
+    count = min(folds, len(videos))
+    if count < 2:
+        raise ValueError(f"domain {split.domain!r}: k-fold selection needs 2 training videos, has {len(videos)}")
+    order = np.random.default_rng([seed, count]).permutation(len(videos))
+    out = []
+    for k in range(count):
+        held = set(order[k::count].tolist())
+        out.append(DomainSplit(split.domain, [v for i, v in enumerate(videos) if i not in held],
+                               [v for i, v in enumerate(videos) if i in held], split.test))
+    return out
+
+
 def domain_split(dataset: Dataset, protocol: str, domain: str, val_fraction: float, seed: int) -> DomainSplit:
     train, val = carve_validation(training_ids(dataset, protocol, domain), val_fraction, seed)
     pick = lambda ids: [dataset.videos[i] for i in ids]  # noqa: E731

@@ -72,7 +72,7 @@ def _domain_summary(r: FitResult, split: DomainSplit) -> dict:
 def test_embeddings(cfg: ExperimentConfig, result: FitResult, split: DomainSplit, seed: int) -> dict[str, np.ndarray]:
     """Eq. (7) segment embeddings of the selected model over whole test videos, with labels;
     a seeded subsample keeps t-SNE quick on long domains."""
-    model = build_network(cfg.model, result.visual_dim, result.audio_dim)
+    model = build_network(cfg.model, result.visual_dim, result.audio_dim, cfg.data.normalize)
     model.load_state_dict(result.state_dict)
     model.eval()
     vectors, labels = [], []

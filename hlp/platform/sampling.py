@@ -36,11 +36,11 @@ def can_contrast(labels: np.ndarray) -> bool:
     return bool(labels.any() and not labels.all())
 
 
-def windows_per_video(num_clips: int, length: int) -> int:
-    """Windows to draw per epoch so each clip is seen about once in expectation."""
-    if length < 1 or num_clips < 0:
-        raise ValueError(f"need length >= 1 and num_clips >= 0, got {length}, {num_clips}")
-    return max(1, math.ceil(num_clips / length))
+def windows_per_video(num_clips: int, length: int, per_clip: float = 1.0) -> int:
+    """Windows to draw per epoch so each clip is seen about `per_clip` times in expectation."""
+    if length < 1 or num_clips < 0 or per_clip <= 0:
+        raise ValueError(f"need length >= 1, num_clips >= 0 and per_clip > 0, got {length}, {num_clips}, {per_clip}")
+    return max(1, math.ceil(per_clip * num_clips / length))
 
 
 def _rebalance(

@@ -26,6 +26,9 @@ def check_space(cfg: ExperimentConfig) -> None:
     known = flatten(cfg)
     if not cfg.search.space:
         raise ConfigError("search.space is empty: nothing to sweep")
+    if cfg.eval.selection == "kfold":  # a trial's per-epoch objective is one validation curve
+        raise ConfigError("eval.selection: kfold is not supported by hlp sweep yet; sweep with "
+                          "eval.selection=carve and train the winner with kfold")
     for key, param in cfg.search.space.items():
         if key not in known:
             hint = difflib.get_close_matches(key, list(known), n=1)

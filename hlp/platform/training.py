@@ -3,6 +3,9 @@
 build components per domain -> for each epoch: every domain trains on this worker's shard of
 its windows -> rank 0 scores the validation splits -> report (and checkpoint) -> keep each
 domain's best epoch and scoring mode by validation mAP -> score the test splits once.
+Under eval.selection kfold that loop runs once per fold (validating on the fold), the mean fold
+curve fixes each domain's epoch and scoring mode, and a last run on every training video is
+taken at that epoch.
 
 Domains advance in lockstep so every epoch has one mean validation mAP, the number sweeps and
 early stopping read. Rank, world size and DDP wrapping come from the caller (Ray Train's worker
@@ -15,6 +18,7 @@ epoch, only to report what selecting on test (as UMT and lighthouse do) would ha
 from __future__ import annotations
 
 import copy
+import math
 import random
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -29,7 +33,7 @@ from hlp.platform.batching import collate
 from hlp.platform.config import EvalConfig, ExperimentConfig, ModelConfig
 from hlp.platform.datasets import Video
 from hlp.platform.evaluation import domain_map
-from hlp.platform.protocols import DomainSplit
+from hlp.platform.protocols import DomainSplit, kfold_splits
 from hlp.platform.sampling import can_contrast, sample_window, windows_per_video
 from hlp.platform.scoring import ScoringMode, score_videos
 
@@ -46,6 +50,7 @@ class EpochRecord:
     losses: dict[str, dict[str, float]]  # domain -> loss term -> mean over batches (this worker)
     val_map: dict[str, dict[str, float]]  # domain -> scoring mode -> validation mAP (rank 0 only)
     test_map: dict[str, dict[str, float]] = field(default_factory=dict)  # only with track_test
+    phase: str = "final"  # eval.selection kfold: "fold0".."foldK-1" measure curves, "final" trains on all
 
     def best_val(self, domain: str) -> tuple[float, str]:
         return best_mode(self.val_map[domain])
@@ -107,12 +112,20 @@ class DomainRun:
     model: torch.nn.Module  # possibly DDP-wrapped
     loss_fn: torch.nn.Module
     optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    ema: torch.optim.swa_utils.AveragedModel | None = None
     best: Best = field(default_factory=Best)
     oracle: Oracle = field(default_factory=Oracle)
 
     @property
-    def module(self) -> torch.nn.Module:
+    def raw(self) -> torch.nn.Module:
+        """The trained network without its DDP wrapper."""
         return getattr(self.model, "module", self.model)
+
+    @property
+    def module(self) -> torch.nn.Module:
+        """The weights that validate, score and are saved: the average when train.ema is on."""
+        return self.ema.module if self.ema is not None else self.raw
 
 
 def seed_everything(seed: int) -> None:
@@ -121,26 +134,41 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_network(m: ModelConfig, visual_dim: int, audio_dim: int) -> torch.nn.Module:
+def build_network(m: ModelConfig, visual_dim: int, audio_dim: int, normalize: str = "none") -> torch.nn.Module:
     arch = AttentionConfig(d_model=m.d_model, heads=m.heads, layers=m.layers, d_k=m.d_k, d_v=m.d_v,
-                           ffn_dim=m.ffn_dim, dropout=m.dropout)
+                           ffn_dim=m.ffn_dim, dropout=m.dropout, block=m.block, positional=m.positional,
+                           input_dropout=m.input_dropout)
     return build_model(m.variant, visual_dim, audio_dim, arch, global_init=m.global_init,
-                       score_weights=dict(m.score_weights))
+                       score_weights=dict(m.score_weights), normalize=normalize)
 
 
-def build_components(cfg: ExperimentConfig, visual_dim: int, audio_dim: int):
-    """Model, loss and optimiser from plain typed constructors; input dims come from the data."""
-    lo = cfg.loss
-    model = build_network(cfg.model, visual_dim, audio_dim)
+def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
+    """Linear warm-up over `warmup` steps, then constant or cosine decay to 0 at `total`."""
+    if step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant" or total <= warmup:
+        return 1.0
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup) / (total - warmup))))
+
+
+def build_components(cfg: ExperimentConfig, visual_dim: int, audio_dim: int, steps_per_epoch: int = 1):
+    """Model, loss, optimiser and per-step schedule from plain typed constructors; input dims come
+    from the data, the schedule's length from the epoch's batch count."""
+    lo, tr = cfg.loss, cfg.train
+    model = build_network(cfg.model, visual_dim, audio_dim, cfg.data.normalize)
     loss_fn = HighlightLoss(
         lambda_ce=lo.lambda_ce, lambda_hpcl=lo.lambda_hpcl, lambda_rank=lo.lambda_rank,
         temperature=lo.temperature, margin=lo.margin, region=lo.region, normalize=lo.normalize,
     )
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-    return model, loss_fn, optimizer
+    make = torch.optim.AdamW if tr.optimizer == "adamw" else torch.optim.Adam
+    optimizer = make(model.parameters(), lr=tr.lr, weight_decay=tr.weight_decay)
+    warmup, total = round(tr.warmup_epochs * steps_per_epoch), tr.epochs * steps_per_epoch
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, warmup, total, tr.schedule))
+    return model, loss_fn, optimizer, scheduler
 
 
-def epoch_windows(videos: list[Video], window: int, min_ratio: float, rng: np.random.Generator):
+def epoch_windows(videos: list[Video], window: int, min_ratio: float, rng: np.random.Generator,
+                  per_clip: float = 1.0):
     """(video, clip indices) pairs for one epoch, shuffled.
 
     Videos with a single class are left out: section 4.2 requires every window to hold
@@ -150,7 +178,7 @@ def epoch_windows(videos: list[Video], window: int, min_ratio: float, rng: np.ra
         (video, sample_window(video.labels, window, min_ratio, rng))
         for video in videos
         if can_contrast(video.labels)
-        for _ in range(windows_per_video(video.num_clips, window))
+        for _ in range(windows_per_video(video.num_clips, window, per_clip))
     ]
     order = rng.permutation(len(items))
     return [items[i] for i in order]
@@ -162,15 +190,22 @@ def shard(items: list, rank: int, world: int) -> list:
     return items[rank:usable:world]
 
 
-def train_epoch(model, loss_fn, optimizer, items, batch_size: int, device) -> dict[str, float]:
+def train_epoch(run: DomainRun, items, batch_size: int, device, grad_clip: float | None = None,
+                soft: bool = False) -> dict[str, float]:
+    model, loss_fn, optimizer = run.model, run.loss_fn, run.optimizer
     model.train()
     sums: dict[str, float] = {}
     for start in range(0, len(items), batch_size):
-        batch = collate(items[start : start + batch_size]).to(device)
-        terms = loss_fn(model(batch.visual, batch.audio, batch.mask), batch.targets, batch.mask)
+        batch = collate(items[start : start + batch_size], soft).to(device)
+        terms = loss_fn(model(batch.visual, batch.audio, batch.mask), batch.targets, batch.mask, batch.labels)
         optimizer.zero_grad(set_to_none=True)
         terms["total"].backward()
+        if grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()
+        run.scheduler.step()
+        if run.ema is not None:
+            run.ema.update_parameters(getattr(model, "module", model))
         for name, value in terms.items():
             sums[name] = sums.get(name, 0.0) + float(value.detach())
     batches = max(1, -(-len(items) // batch_size))
@@ -187,22 +222,78 @@ def validate(model, videos: list[Video], modes: list[ScoringMode], window: int, 
     return {mode: domain_map(videos, score_videos(model, videos, mode, window, stride)) for mode in modes}
 
 
+def steps_per_epoch(videos: list[Video], cfg: ExperimentConfig, world: int) -> int:
+    """Optimiser steps one worker takes per epoch (the schedule's unit); the window count is fixed."""
+    count = sum(windows_per_video(v.num_clips, cfg.train.window, cfg.train.windows_per_clip)
+                for v in videos if can_contrast(v.labels))
+    per_worker = len(shard(list(range(count)), 0, world))
+    return max(1, -(-per_worker // max(1, cfg.train.batch_size // world)))
+
+
 def _build_runs(splits: dict[str, DomainSplit], cfg: ExperimentConfig, worker: Worker) -> dict[str, DomainRun]:
     runs = {}
     for domain, split in splits.items():
         first = split.train[0]
-        model, loss_fn, optimizer = build_components(cfg, first.visual.shape[1], first.audio.shape[1])
-        runs[domain] = DomainRun(split, worker.prepare(model.to(worker.device)), loss_fn, optimizer)
+        model, loss_fn, optimizer, scheduler = build_components(
+            cfg, first.visual.shape[1], first.audio.shape[1], steps_per_epoch(split.train, cfg, worker.world))
+        inputs = getattr(model, "inputs", None)
+        if inputs is not None and cfg.data.normalize == "standardize":  # statistics of training videos only
+            inputs.visual.fit_statistics(torch.from_numpy(np.concatenate([v.visual for v in split.train])))
+            inputs.audio.fit_statistics(torch.from_numpy(np.concatenate([v.audio for v in split.train])))
+        model = model.to(worker.device)
+        ema = None
+        if cfg.train.ema:
+            ema = torch.optim.swa_utils.AveragedModel(
+                model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.train.ema), use_buffers=True)
+        runs[domain] = DomainRun(split, worker.prepare(model), loss_fn, optimizer, scheduler, ema)
     return runs
 
 
-def _agree(flag: bool) -> bool:
-    """Rank 0's decision, on every rank (early stopping must stop all workers together)."""
+def _agree_int(value: int) -> int:
+    """Rank 0's integer, on every rank (decisions only rank 0 can make, e.g. early stopping,
+    or how many epochs the fold curves chose, must hold on all workers together)."""
     if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        return flag
-    value = torch.tensor([int(flag)])
-    torch.distributed.broadcast(value, src=0)
-    return bool(value.item())
+        return value
+    tensor = torch.tensor([int(value)])
+    torch.distributed.broadcast(tensor, src=0)
+    return int(tensor.item())
+
+
+@dataclass(frozen=True)
+class Chosen:
+    """An epoch and scoring mode fixed in advance (kfold), with the mean fold mAP that chose it."""
+
+    epoch: int
+    scoring: str
+    val_map: float
+
+
+def phases(splits: dict[str, DomainSplit], cfg: ExperimentConfig, seed: int) -> list[tuple[str, dict[str, DomainSplit]]]:
+    """carve: one phase. kfold: one per fold (train on the rest, validate on it), then "final",
+    which trains on every training video (validation and carve folded back in)."""
+    if cfg.eval.selection == "carve":
+        return [("final", splits)]
+    folds = {d: kfold_splits(s, cfg.eval.folds, seed) for d, s in splits.items()}
+    count = max(len(f) for f in folds.values())
+    out = [(f"fold{k}", {d: f[k] for d, f in folds.items() if k < len(f)}) for k in range(count)]
+    full = {d: DomainSplit(d, [*s.train, *s.val], [], s.test) for d, s in splits.items()}
+    return [*out, ("final", full)]
+
+
+def choose_from_folds(curves: dict[str, dict[str, list[dict[str, float]]]], modes: list[str],
+                      epochs: int) -> dict[str, Chosen]:
+    """Per domain, the (epoch >= 1, mode) with the best validation mAP averaged over the folds.
+
+    `curves[fold][domain][epoch][mode]`. Ties go to the earlier epoch, then the first mode.
+    """
+    out: dict[str, Chosen] = {}
+    for domain in {d for fold in curves.values() for d in fold}:
+        runs = [fold[domain] for fold in curves.values() if domain in fold]
+        candidates = [(float(np.mean([r[e][m] for r in runs])), -e, -modes.index(m), e, m)
+                      for e in range(1 if epochs > 0 else 0, epochs + 1) for m in modes]
+        score, _, _, epoch, mode = max(candidates)
+        out[domain] = Chosen(epoch, mode, score)
+    return out
 
 
 def fit(
@@ -215,38 +306,67 @@ def fit(
     score_test: bool = True,
     track_test: bool = False,
 ) -> dict[str, FitResult]:
-    """Train one model per domain; select by validation mAP; score the test splits once (rank 0).
+    """Train one model per domain; select without the test split; score the test splits once (rank 0).
 
     `on_epoch(record, state)` is called on every rank after every epoch; `state()` builds the
     checkpoint payload that `resume` accepts. Sweep trials pass `score_test=False`: a search
     never sees the test split; `hlp reproduce` passes `track_test=True` for its optimistic column.
+    Under eval.selection kfold, the fold phases run first (their curves travel in the state),
+    then the final phase trains on all training videos up to the latest chosen epoch.
     """
-    seed_everything(seed)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
+    plan = phases(splits, cfg, seed)
+    modes = scoring_modes(cfg.eval)
+    curves: dict = resume.get("curves", {}) if resume else {}
+    first = resume.get("phase", len(plan) - 1) if resume else 0
+    for index in range(first, len(plan)):
+        name, phase_splits = plan[index]
+        final = name == "final"
+        chosen = choose_from_folds(curves, modes, cfg.train.epochs) if final and len(plan) > 1 else None
+        runs = _run_phase(name, index, phase_splits, cfg, seed, worker, resume if index == first else None,
+                          on_epoch, track_test and final, chosen, curves)
+    return _finish(runs, seed, modes, cfg.train.window, cfg.eval.stride, score_test) if worker.rank == 0 else {}
+
+
+def _run_phase(name: str, index: int, splits: dict[str, DomainSplit], cfg: ExperimentConfig, seed: int,
+               worker: Worker, resume: dict | None, on_epoch, track_test: bool, chosen: dict[str, Chosen] | None,
+               curves: dict) -> dict[str, DomainRun]:
+    seed_everything(seed)
     runs = _build_runs(splits, cfg, worker)
-    rng = np.random.default_rng(seed)
+    # The final phase keeps the seed's own stream, so eval.selection carve is what it always was.
+    rng = np.random.default_rng(seed if name == "final" else [seed, index])
     start = _restore(resume, runs, rng) if resume else 0
     modes, window, stride = scoring_modes(cfg.eval), cfg.train.window, cfg.eval.stride
     per_worker_batch = max(1, cfg.train.batch_size // worker.world)
-    for epoch in range(start, cfg.train.epochs + 1):  # epoch 0 scores the untrained models
+    # Every rank must run as many epochs as rank 0, which alone holds the fold curves.
+    last = _agree_int(max((c.epoch for c in chosen.values()), default=0) if chosen is not None else cfg.train.epochs)
+    soft = cfg.data.targets == "soft"
+    for epoch in range(start, last + 1):  # epoch 0 scores the untrained models
         losses, val, test = {}, {}, {}
         for domain, run in runs.items():
             if epoch > 0:
-                items = shard(epoch_windows(run.split.train, window, cfg.train.min_ratio, rng), worker.rank, worker.world)
-                losses[domain] = train_epoch(run.model, run.loss_fn, run.optimizer, items, per_worker_batch, worker.device)
+                items = shard(epoch_windows(run.split.train, window, cfg.train.min_ratio, rng,
+                                            cfg.train.windows_per_clip), worker.rank, worker.world)
+                losses[domain] = train_epoch(run, items, per_worker_batch, worker.device, cfg.train.grad_clip, soft)
             if worker.rank == 0 and run.split.val:
                 val[domain] = validate(run.module, run.split.val, modes, window, stride)
                 _update_best(run, epoch, *best_mode(val[domain]))
+            if worker.rank == 0 and chosen and epoch == chosen[domain].epoch:
+                c = chosen[domain]
+                run.best = Best(c.val_map, c.epoch, c.scoring, copy.deepcopy(run.module.state_dict()))
             if worker.rank == 0 and track_test and (epoch > 0 or cfg.train.epochs == 0):
                 test[domain] = validate(run.module, run.split.test, modes, window, stride)
                 _update_oracle(run, epoch, *best_mode(test[domain]))
-        record = EpochRecord(epoch, losses, val, test)
+        if not name == "final":
+            for domain, scores in val.items():
+                curves.setdefault(name, {}).setdefault(domain, []).append(scores)
+        record = EpochRecord(epoch, losses, val, test, name)
         if on_epoch:
-            on_epoch(record, lambda: _state(epoch, runs, rng))
-        if _agree(_patience_spent(runs, epoch, cfg.train.patience)):
+            on_epoch(record, lambda: _state(epoch, runs, rng, index, curves))
+        if chosen is None and _agree_int(_patience_spent(runs, epoch, cfg.train.patience)):
             break
-    return _finish(runs, seed, modes, window, stride, score_test) if worker.rank == 0 else {}
+    return runs
 
 
 def _update_best(run: DomainRun, epoch: int, score: float, mode: str) -> None:
@@ -283,19 +403,24 @@ def _finish(runs: dict[str, DomainRun], seed: int, modes, window: int, stride: i
     return results
 
 
-def _state(epoch: int, runs: dict[str, DomainRun], rng: np.random.Generator) -> dict:
+def _state(epoch: int, runs: dict[str, DomainRun], rng: np.random.Generator, phase: int = 0,
+           curves: dict | None = None) -> dict:
     """Everything needed to continue after `epoch` without redoing it.
 
     The tensors are live references into the models and optimisers: serialise at once.
     """
     return {
         "epoch": epoch,
+        "phase": phase,
+        "curves": copy.deepcopy(curves or {}),
         "rng": rng.bit_generator.state,
         "torch_rng": torch.get_rng_state(),
         "domains": {
             domain: {
-                "model": run.module.state_dict(),
+                "model": run.raw.state_dict(),
                 "optimizer": run.optimizer.state_dict(),
+                "scheduler": run.scheduler.state_dict(),
+                **({"ema": run.ema.state_dict()} if run.ema is not None else {}),
                 "best": {"val_map": run.best.val_map, "epoch": run.best.epoch, "scoring": run.best.scoring,
                          "state": run.best.state},
                 "oracle": asdict(run.oracle),
@@ -313,8 +438,12 @@ def _restore(state: dict, runs: dict[str, DomainRun], rng: np.random.Generator) 
     torch.set_rng_state(state["torch_rng"])
     for domain, run in runs.items():
         saved = state["domains"][domain]
-        run.module.load_state_dict(saved["model"])
+        run.raw.load_state_dict(saved["model"])
         run.optimizer.load_state_dict(saved["optimizer"])
+        if "scheduler" in saved:
+            run.scheduler.load_state_dict(saved["scheduler"])
+        if run.ema is not None and "ema" in saved:
+            run.ema.load_state_dict(saved["ema"])
         run.best = Best(**saved["best"])
         run.oracle = Oracle(**saved.get("oracle", {}))
     return state["epoch"] + 1

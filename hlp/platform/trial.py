@@ -78,7 +78,8 @@ def log_trial_artifacts(child: Tracker, cfg: ExperimentConfig, results: dict[str
         out = Path(tmp)
         features = checkpoints.features_of(cfg.data)
         for domain, result in results.items():  # the epoch that validation selected, as `hlp predict` reads it
-            content = checkpoints.payload(result, cfg.model, cfg.train.window, cfg.eval.stride, features)
+            content = checkpoints.payload(result, cfg.model, cfg.train.window, cfg.eval.stride, features,
+                                           cfg.data.normalize)
             checkpoints.save(str(out / f"model_{domain}.pt"), content)
             child.log_artifact(out / f"model_{domain}.pt", "checkpoint")
         shown = dict([item for r in results.values() for item in list(r.val_labels.items())[:2]][:SHOWN_VIDEOS])
