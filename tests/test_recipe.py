@@ -223,3 +223,23 @@ def test_the_seed_ensemble_scores_the_mean_of_the_seeds(dataset) -> None:
     results = [FitResult("synth_a", s, 1, "full", 0.5, math.nan, sc) for s, sc in enumerate(scores)]
     mean = {vid: (scores[0][vid] + scores[1][vid]) / 2 for vid in scores[0]}
     assert ensemble_map(results, dataset) == pytest.approx(domain_map(split.test, mean))
+
+
+def test_a_model_file_from_before_the_standard_block_still_loads(tmp_path) -> None:
+    """Model files written at a7db40e have no block / positional / input_dropout settings: they
+    are the literal reading, whatever the defaults are now."""
+    from hlp.platform import checkpoints
+    from hlp.platform.config import ModelConfig
+
+    old = ModelConfig(d_model=16, heads=2, d_k=16, d_v=16, ffn_dim=32, block="paper", positional="none",
+                      input_dropout=0.0)
+    network = build_network(old, DV, DA)
+    settings = old.model_dump(exclude={"block", "positional", "input_dropout"})
+    path = str(tmp_path / "old.pt")
+    checkpoints.save(path, {"format": checkpoints.FORMAT, "domain": "d", "seed": 0, "best_epoch": 1,
+                            "scoring": "full", "val_map": 0.5, "window": 20, "stride": 10, "model": settings,
+                            "visual_dim": DV, "audio_dim": DA, "features": None,
+                            "state_dict": network.state_dict()})
+    loaded = checkpoints.load(path).model
+    visual, audio = _inputs()
+    torch.testing.assert_close(loaded(visual, audio).score, network.eval()(visual, audio).score)

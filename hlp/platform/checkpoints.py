@@ -18,6 +18,7 @@ from hlp.platform.storage import filesystem
 from hlp.platform.training import FitResult, build_network
 
 FORMAT = "hlp-model/1"
+LITERAL_BEFORE_ISSUE_11 = {"block": "paper", "positional": "none", "input_dropout": 0.0}
 
 
 class CheckpointError(ValueError):
@@ -73,7 +74,9 @@ def load(path: str) -> ModelFile:
     if not isinstance(content, dict) or content.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an hlp model file (expected format {FORMAT!r}; "
                               f"`hlp train` writes model_<domain>_seed<N>.pt)")
-    model = build_network(ModelConfig(**content["model"]), content["visual_dim"], content["audio_dim"],
+    # Files written before the standard block existed hold the literal reading's model settings.
+    settings = {**LITERAL_BEFORE_ISSUE_11, **content["model"]}
+    model = build_network(ModelConfig(**settings), content["visual_dim"], content["audio_dim"],
                           content.get("normalize", "none"))
     model.load_state_dict(content["state_dict"])
     return ModelFile(model.eval(), content["domain"], content["scoring"], content["window"], content["stride"],
