@@ -243,3 +243,14 @@ def test_a_model_file_from_before_the_standard_block_still_loads(tmp_path) -> No
     loaded = checkpoints.load(path).model
     visual, audio = _inputs()
     torch.testing.assert_close(loaded(visual, audio).score, network.eval()(visual, audio).score)
+
+
+def test_early_stopping_never_cuts_a_fold_curve_short(dataset) -> None:
+    """train.patience stops only the phase that selects on its own validation; each fold's curve
+    covers every epoch, or the mean over folds would be taken over curves of other lengths."""
+    cfg = load_config(None, [*TINY, "eval.selection=kfold", "eval.folds=2", "train.patience=1"])
+    records = []
+    fit({"synth_a": domain_split(dataset, "umt", "synth_a", 0.25, seed=0)}, cfg, seed=0,
+        on_epoch=lambda r, s: records.append((r.phase, r.epoch)))
+    assert [e for p, e in records if p == "fold0"] == [0, 1, 2, 3]
+    assert [e for p, e in records if p == "fold1"] == [0, 1, 2, 3]

@@ -5,11 +5,10 @@ Outputs at padded clips are finite but meaningless; consumers must apply the mas
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
-
-import math
 
 import torch
 from torch import Tensor, nn

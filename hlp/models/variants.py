@@ -12,7 +12,7 @@ from hlp.models.attention import AttentionConfig
 from hlp.models.highlight import ClipMLP, CrossModalFusion, GlobalInit, HighlightModel, InputNorm, InputPrep, ModalityStream
 
 
-def _inputs(visual_dim: int, audio_dim: int, arch: AttentionConfig, normalize: InputNorm) -> InputPrep | None:
+def input_prep(visual_dim: int, audio_dim: int, arch: AttentionConfig, normalize: InputNorm) -> InputPrep | None:
     """None when it would be the identity, so models of the literal reading keep their state_dict keys."""
     if normalize == "none" and arch.input_dropout == 0:
         return None
@@ -21,9 +21,9 @@ def _inputs(visual_dim: int, audio_dim: int, arch: AttentionConfig, normalize: I
 
 def mlp(visual_dim: int, audio_dim: int, arch: AttentionConfig = AttentionConfig(), *,
         global_init: GlobalInit = "mean", score_weights: dict[str, float] | None = None,
-        normalize: InputNorm = "none") -> ClipMLP:
+           inputs: InputPrep | None = None) -> ClipMLP:
     """The per-clip MLP baseline (no attention, no order): global_init and score_weights do not apply."""
-    return ClipMLP(visual_dim, audio_dim, arch, _inputs(visual_dim, audio_dim, arch, normalize))
+    return ClipMLP(visual_dim, audio_dim, arch, inputs)
 
 
 def _two_streams(
@@ -37,47 +37,47 @@ def _two_streams(
 
 def v_only(visual_dim: int, audio_dim: int, arch: AttentionConfig = AttentionConfig(), *,
            global_init: GlobalInit = "mean", score_weights: dict[str, float] | None = None,
-           normalize: InputNorm = "none") -> HighlightModel:
+           inputs: InputPrep | None = None) -> HighlightModel:
     """V Only: visual stream alone, head "visual", embedding F̂_v; audio is never read."""
     stream = ModalityStream(visual_dim, "visual", arch, global_init)
     return HighlightModel(arch, {"visual": stream}, score_weights=score_weights,
-                          inputs=_inputs(visual_dim, audio_dim, arch, normalize))
+                          inputs=inputs)
 
 
 def a_only(visual_dim: int, audio_dim: int, arch: AttentionConfig = AttentionConfig(), *,
            global_init: GlobalInit = "mean", score_weights: dict[str, float] | None = None,
-           normalize: InputNorm = "none") -> HighlightModel:
+           inputs: InputPrep | None = None) -> HighlightModel:
     """A Only: audio stream alone, head "audio", embedding F̂_a; visual is never read."""
     stream = ModalityStream(audio_dim, "audio", arch, global_init)
     return HighlightModel(arch, {"audio": stream}, score_weights=score_weights,
-                          inputs=_inputs(visual_dim, audio_dim, arch, normalize))
+                          inputs=inputs)
 
 
 def av(visual_dim: int, audio_dim: int, arch: AttentionConfig = AttentionConfig(), *,
        global_init: GlobalInit = "mean", score_weights: dict[str, float] | None = None,
-           normalize: InputNorm = "none") -> HighlightModel:
+           inputs: InputPrep | None = None) -> HighlightModel:
     """AV: per-clip concat of visual and audio, one projection and one stream, head "fused"."""
     stream = ModalityStream(visual_dim + audio_dim, "concat", arch, global_init)
     return HighlightModel(arch, {"fused": stream}, score_weights=score_weights,
-                          inputs=_inputs(visual_dim, audio_dim, arch, normalize))
+                          inputs=inputs)
 
 
 def cr_av(visual_dim: int, audio_dim: int, arch: AttentionConfig = AttentionConfig(), *,
           global_init: GlobalInit = "mean", score_weights: dict[str, float] | None = None,
-           normalize: InputNorm = "none") -> HighlightModel:
+           inputs: InputPrep | None = None) -> HighlightModel:
     """CR-AV: each modality's F_n attends over the other's F_n only (Joint-VA style cross-attention)."""
     streams = _two_streams(visual_dim, audio_dim, arch, global_init)
     return HighlightModel(arch, streams, CrossModalFusion(arch, "cross"), score_weights,
-                          _inputs(visual_dim, audio_dim, arch, normalize))
+                          inputs)
 
 
 def co_av(visual_dim: int, audio_dim: int, arch: AttentionConfig = AttentionConfig(), *,
           global_init: GlobalInit = "mean", score_weights: dict[str, float] | None = None,
-           normalize: InputNorm = "none") -> HighlightModel:
+           inputs: InputPrep | None = None) -> HighlightModel:
     """CO-AV, the full model: each modality's F_n attends over the joint [F_v; F_a] (eq 4-5)."""
     streams = _two_streams(visual_dim, audio_dim, arch, global_init)
     return HighlightModel(arch, streams, CrossModalFusion(arch, "co"), score_weights,
-                          _inputs(visual_dim, audio_dim, arch, normalize))
+                          inputs)
 
 
 VARIANTS: dict[str, Callable[..., HighlightModel]] = {
@@ -91,8 +91,10 @@ VARIANTS: dict[str, Callable[..., HighlightModel]] = {
 
 
 def build_model(variant: str, visual_dim: int, audio_dim: int, arch: AttentionConfig = AttentionConfig(),
-                **kwargs: object) -> HighlightModel:
-    """Build a Table 3 variant by name; kwargs are the builders' keyword arguments."""
+                normalize: InputNorm = "none", **kwargs: object) -> HighlightModel:
+    """Build a variant by name with its input normalisation and dropout; kwargs are the builders'
+    keyword arguments."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown model variant {variant!r}; valid variants: {', '.join(VARIANTS)}")
-    return VARIANTS[variant](visual_dim, audio_dim, arch, **kwargs)
+    return VARIANTS[variant](visual_dim, audio_dim, arch, inputs=input_prep(visual_dim, audio_dim, arch, normalize),
+                             **kwargs)

@@ -27,11 +27,12 @@ class Batch:
         return Batch(*(t.to(device) for t in (self.visual, self.audio, self.targets, self.mask, self.labels)))
 
 
-def soft_targets(video: Video) -> np.ndarray:
-    """UMT's TVSum target: (sum of the annotators' 1-5 scores - count) / (4 x count), in [0, 1]."""
+def soft_targets(video: Video, idx: np.ndarray | None = None) -> np.ndarray:
+    """UMT's TVSum target of the clips `idx` (all when None): (sum of the annotators' 1-5 scores
+    - count) / (4 x count), in [0, 1]. Only the window's rows are summed, per batch."""
     if video.annotator_scores is None:
         raise ValueError(f"video {video.video_id}: soft targets need annotator scores (TVSum)")
-    scores = video.annotator_scores
+    scores = video.annotator_scores if idx is None else video.annotator_scores[idx]
     return ((scores.sum(1) - scores.shape[1]) / (4.0 * scores.shape[1])).astype(np.float32)
 
 
@@ -47,6 +48,6 @@ def collate(items: Sequence[tuple[Video, np.ndarray]], soft: bool = False) -> Ba
     for row, (video, idx) in enumerate(items):
         n = len(idx)
         visual[row, :n], audio[row, :n] = video.visual[idx], video.audio[idx]
-        targets[row, :n] = soft_targets(video)[idx] if soft else video.labels[idx]
+        targets[row, :n] = soft_targets(video, idx) if soft else video.labels[idx]
         mask[row, :n], labels[row, :n] = True, video.labels[idx]
     return Batch(*(torch.from_numpy(a) for a in (visual, audio, targets, mask, labels)))

@@ -39,9 +39,10 @@ class ModelFile:
 
 
 def payload(result: FitResult, model: ModelConfig, window: int, stride: int, features: dict | None,
-            normalize: str = "none") -> dict:
-    return {"normalize": normalize, "format": FORMAT, "domain": result.domain, "seed": result.seed, "best_epoch": result.best_epoch,
-            "scoring": result.scoring, "val_map": result.val_map, "window": window, "stride": stride,
+            normalize: str) -> dict:
+    """`normalize` is data.normalize: the model's input normalisation, without which it cannot be rebuilt."""
+    return {"format": FORMAT, "domain": result.domain, "seed": result.seed, "best_epoch": result.best_epoch,
+            "normalize": normalize, "scoring": result.scoring, "val_map": result.val_map, "window": window, "stride": stride,
             "model": model.model_dump(), "visual_dim": result.visual_dim, "audio_dim": result.audio_dim,
             "features": features, "state_dict": result.state_dict}
 

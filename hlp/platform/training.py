@@ -342,6 +342,7 @@ def _run_phase(name: str, index: int, splits: dict[str, DomainSplit], cfg: Exper
     # Every rank must run as many epochs as rank 0, which alone holds the fold curves.
     last = _agree_int(max((c.epoch for c in chosen.values()), default=0) if chosen is not None else cfg.train.epochs)
     soft = cfg.data.targets == "soft"
+    carve = name == "final" and chosen is None  # the one phase that selects on its own validation
     for epoch in range(start, last + 1):  # epoch 0 scores the untrained models
         losses, val, test = {}, {}, {}
         for domain, run in runs.items():
@@ -351,20 +352,22 @@ def _run_phase(name: str, index: int, splits: dict[str, DomainSplit], cfg: Exper
                 losses[domain] = train_epoch(run, items, per_worker_batch, worker.device, cfg.train.grad_clip, soft)
             if worker.rank == 0 and run.split.val:
                 val[domain] = validate(run.module, run.split.val, modes, window, stride)
-                _update_best(run, epoch, *best_mode(val[domain]))
+                if carve:  # a fold only measures its curve; nothing is kept from it
+                    _update_best(run, epoch, *best_mode(val[domain]))
             if worker.rank == 0 and chosen and epoch == chosen[domain].epoch:
                 c = chosen[domain]
                 run.best = Best(c.val_map, c.epoch, c.scoring, copy.deepcopy(run.module.state_dict()))
             if worker.rank == 0 and track_test and (epoch > 0 or cfg.train.epochs == 0):
                 test[domain] = validate(run.module, run.split.test, modes, window, stride)
                 _update_oracle(run, epoch, *best_mode(test[domain]))
-        if not name == "final":
+        if name != "final":
             for domain, scores in val.items():
                 curves.setdefault(name, {}).setdefault(domain, []).append(scores)
         record = EpochRecord(epoch, losses, val, test, name)
         if on_epoch:
             on_epoch(record, lambda: _state(epoch, runs, rng, index, curves))
-        if chosen is None and _agree_int(_patience_spent(runs, epoch, cfg.train.patience)):
+        # Early stopping only where validation selects: a fold's curve must cover every epoch.
+        if carve and _agree_int(_patience_spent(runs, epoch, cfg.train.patience)):
             break
     return runs
 
