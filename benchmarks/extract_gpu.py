@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hlp.platform.embedding import ClipEmbedder
-from hlp.platform.extractors import VISUAL, audio_info, visual_info
-from hlp.platform.media import ClipChunk, iter_chunks
-from hlp.platform.synth_media import write_test_video
+from hlp.extract.embedding import ClipEmbedder
+from hlp.extract.media import ClipChunk, iter_chunks
+from hlp.extract.registry import VISUAL, audio_info, visual_info
+from hlp.extract.synth_media import write_test_video
 
 
 def batch_of_clips(batch: int) -> ClipChunk:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from hlp.platform.synth_media import write_test_video
+from hlp.extract.synth_media import write_test_video
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 from ray_processes import kill_processes, processes  # noqa: E402 - the fault tests' process finder
@@ -48,7 +48,7 @@ def peak_memory(folder: Path, count: int, work: Path) -> tuple[int, float]:
     ray_tmpdir = tempfile.mkdtemp(prefix="rb", dir="/tmp")
     env = {**os.environ, "RAY_TMPDIR": ray_tmpdir, "RAY_ADDRESS": "", "RAY_DATA_DISABLE_PROGRESS_BARS": "1"}
     start = time.perf_counter()
-    job = subprocess.Popen([sys.executable, "-m", "hlp.platform.cli", "extract", str(config)], env=env,
+    job = subprocess.Popen([sys.executable, "-m", "hlp.cli", "extract", str(config)], env=env,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     peak = 0
     while job.poll() is None:

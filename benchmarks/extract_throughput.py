@@ -20,13 +20,13 @@ from pathlib import Path
 
 import torch
 
-from hlp.platform.config import config_from_dict
-from hlp.platform.embedding import ClipEmbedder
-from hlp.platform.extraction import run_extraction
-from hlp.platform.extraction_config import ExtractionConfig
-from hlp.platform.extractors import VISUAL, audio_info, visual_info
-from hlp.platform.media import iter_chunks
-from hlp.platform.synth_media import write_test_video
+from hlp.config import config_from_dict
+from hlp.extract.config import ExtractionConfig
+from hlp.extract.embedding import ClipEmbedder
+from hlp.extract.media import iter_chunks
+from hlp.extract.pipeline import run_extraction
+from hlp.extract.registry import VISUAL, audio_info, visual_info
+from hlp.extract.synth_media import write_test_video
 
 
 def write_videos(folder: Path, count: int, seconds: float) -> None:

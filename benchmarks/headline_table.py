@@ -3,7 +3,7 @@
     python benchmarks/headline_table.py runs/youtube_co_av runs/youtube_cr_av runs/youtube_ce ...
 
 Each argument is an output directory holding `metrics.json`; the column is named after the
-directory. The published numbers are those of hlp/platform/published.py. `hlp reproduce` makes the
+directory. The published numbers are those of hlp/reproduce/published.py. `hlp reproduce` makes the
 full report; this script renders single `hlp train` runs.
 """
 
@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from hlp.platform.published import PAPER_DOMAINS, UMT_DOMAINS
+from hlp.reproduce.published import PAPER_DOMAINS, UMT_DOMAINS
 
 PAPER, UMT = PAPER_DOMAINS, UMT_DOMAINS
 

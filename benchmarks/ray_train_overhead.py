@@ -3,8 +3,8 @@ TorchTrainer against the plain single-process loop, in one run on the same data.
 
     python benchmarks/ray_train_overhead.py [--epochs 6] [--threads 2] [--videos 48]
 
-Both run `training.fit` on the same synthetic set, with the same seed and thread count; the
-Ray side is `distributed.fit_with_ray` (epoch times come from the worker, through MLflow).
+Both run `train.loop.fit` on the same synthetic set, with the same seed and thread count; the
+Ray side is `train.ray_train.fit_with_ray` (epoch times come from the worker, through MLflow).
 Steady state: median over epochs 2..N (epoch 0 scores the untrained model, epoch 1 warms up).
 Prints both and their ratio (plain / Ray; 1.0 = no overhead, the goal is >= 0.95).
 """
@@ -17,10 +17,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from hlp.platform.config import load_config
-from hlp.platform.distributed import ensure_ray, fit_with_ray, load_splits
-from hlp.platform.synth import SynthSpec, write_synthetic
-from hlp.platform.training import fit
+from hlp.cluster import ensure_ray
+from hlp.config import load_config
+from hlp.data.synth import SynthSpec, write_synthetic
+from hlp.train.loop import fit
+from hlp.train.ray_train import fit_with_ray, load_splits
 
 
 def main() -> None:
@@ -49,7 +50,7 @@ def main() -> None:
 
     fit(load_splits(cfg, 0), cfg, 0, on_epoch=tick, score_test=False)
 
-    from hlp.platform.tracking import Tracker
+    from hlp.tracking import Tracker
 
     ensure_ray(None)
     run = Tracker(cfg.tracking.uri, cfg.tracking.experiment, "ray", {}, True)

@@ -3,7 +3,7 @@
     python benchmarks/recipe_study.py benchmarks/recipe_study.yaml --out runs/study [--jobs 2]
     python benchmarks/recipe_study.py benchmarks/recipe_study.yaml --out runs/study --report
 
-Every (arm, benchmark, seed) trains in-process (`training.fit`, no Ray, no MLflow: a study
+Every (arm, benchmark, seed) trains in-process (`train.loop.fit`, no Ray, no MLflow: a study
 needs many short runs) and lands in OUT/units/<arm>-<benchmark>-seed<N>.json as it finishes, so
 an interrupted study resumes where it stopped. `--report` prints, per benchmark, each arm's
 mean validation mAP (what decides), and its test mAP (reported once, never used to choose),
@@ -26,7 +26,7 @@ import yaml
 
 
 def _config(base: str, overrides: list[str]):
-    from hlp.platform.config import load_config, with_absolute_paths
+    from hlp.config import load_config, with_absolute_paths
 
     return with_absolute_paths(load_config(base, ["train.threads=1", "tracking.enabled=false", *overrides]))
 
@@ -35,9 +35,9 @@ def run_unit(arm: str, bench: str, base: str, overrides: list[str], seed: int, p
     """Train one arm on one benchmark for one seed; write its per-domain result file."""
     import torch
 
-    from hlp.platform.distributed import load_splits
-    from hlp.platform.evaluation import video_map
-    from hlp.platform.training import fit
+    from hlp.evaluate.evaluation import video_map
+    from hlp.train.loop import fit
+    from hlp.train.ray_train import load_splits
 
     torch.set_num_threads(1)
     cfg = _config(base, overrides)
@@ -49,7 +49,7 @@ def run_unit(arm: str, bench: str, base: str, overrides: list[str], seed: int, p
     for d, r in results.items():
         out["domains"][d] = {
             "val_map": r.val_map, "test_map": r.test_map, "best_epoch": r.best_epoch, "scoring": r.scoring,
-            "oracle_test_map": r.oracle_test_map,
+            "oracle_test_map": r.test_selected_map,
             "video_ap": {v.video_id: video_map(v, r.test_scores[v.video_id]) for v in splits[d].test},
         }
     tmp = f"{path}.tmp"
@@ -76,7 +76,7 @@ def plan(study: dict, out: Path, seeds: list[int] | None = None) -> list[tuple]:
 
 
 def report(study: dict, out: Path, reference: str | None = None) -> str:
-    from hlp.platform.paired_stats import compare
+    from hlp.reproduce.stats import compare
 
     ref = reference or study.get("reference", next(iter(study["arms"])))
     lines = []

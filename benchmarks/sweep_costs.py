@@ -21,10 +21,10 @@ from pathlib import Path
 
 import ray
 
-from hlp.platform.config import load_config
-from hlp.platform.sweep import search
-from hlp.platform.synth import SynthSpec, write_synthetic
-from hlp.platform.tracking import Tracker
+from hlp.config import load_config
+from hlp.data.synth import SynthSpec, write_synthetic
+from hlp.sweep.run import search
+from hlp.tracking import Tracker
 
 EXPERIMENT = Path(__file__).resolve().parents[1] / "experiments" / "hpcl.yaml"
 SMALL = ["model.d_model=32", "model.heads=2", "model.d_k=32", "model.d_v=32", "model.ffn_dim=64"]

@@ -14,13 +14,14 @@ import time
 import torch
 
 from hlp.models.losses import HighlightLoss
+from hlp.models.settings import LossSettings
 from hlp.models.variants import build_model
 
 
 def measure(variant: str, steps: int, batch: int, window: int, lambdas: tuple[float, float, float]) -> float:
     torch.manual_seed(0)
     model = build_model(variant, 2048, 2048)
-    loss_fn = HighlightLoss(lambda_ce=lambdas[0], lambda_hpcl=lambdas[1], lambda_rank=lambdas[2])
+    loss_fn = HighlightLoss(LossSettings(*lambdas))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     visual, audio = torch.randn(batch, window, 2048), torch.randn(batch, window, 2048)
     targets = (torch.rand(batch, window) > 0.6).float()

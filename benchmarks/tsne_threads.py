@@ -2,7 +2,7 @@
 
     python benchmarks/tsne_threads.py [--points 400] [--dim 32]
 
-Run it while the machine is busy (e.g. beside `hlp reproduce`) to see why report_figures limits
+Run it while the machine is busy (e.g. beside `hlp reproduce`) to see why reproduce/figures.py limits
 t-SNE to one thread: on a loaded 2-CPU machine the default threads spin against the other work.
 """
 

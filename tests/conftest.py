@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from hlp.platform.synth import SynthSpec, write_synthetic
+from hlp.data.synth import SynthSpec, write_synthetic
 
 # Ray Train V2's controller collects each report when it polls its workers (every 2 s by
 # default) and a worker's next report waits for that, so epochs of a tiny test model would each
 # take 2 s. Faster polling keeps the suite short; it is inherited by every cluster tests start.
 os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
 
+SECRET = "hlp-test-secret-8d1f"  # an MLflow password in the environment: it must never be recorded
 SMALL_SYNTH = SynthSpec(videos_per_domain=10, min_clips=12, max_clips=30, rgb_dim=8, audio_dim=16)
 
 
@@ -92,3 +93,21 @@ def _wait_for(port: int, timeout: float = 30.0) -> None:
                 return
         time.sleep(0.2)
     raise RuntimeError(f"moto server did not start on port {port}")
+
+
+@pytest.fixture
+def two_nodes(monkeypatch, s3_endpoint):
+    """Two raylets (2 CPUs each) on 127.0.0.1; their workers inherit this environment."""
+    from ray.cluster_utils import Cluster
+
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "hlp")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", SECRET)
+    port = _free_port()
+    # Ray's own helpers (Train's placement-group cleaner) find "the" cluster through RAY_ADDRESS;
+    # without it they refuse to choose when another Ray runs on the machine.
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "gcs_server_port": port})
+    cluster.add_node(num_cpus=2)
+    cluster.wait_for_nodes()
+    yield cluster
+    cluster.shutdown()

@@ -14,7 +14,7 @@ EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
 
 def hlp(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "hlp.platform.cli", *args], cwd=cwd, capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "hlp.cli", *args], cwd=cwd, capture_output=True, text=True,
                             timeout=600)
     if check and result.returncode != 0:
         raise AssertionError(f"hlp {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
@@ -24,7 +24,7 @@ def hlp(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProces
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, synth_root):
     """One real `hlp train` run of the quickstart on the small synthetic set, two seeds, the epoch
-    chosen by 2-fold cross-validation as experiments/youtube.yaml does (carve: tests/test_distributed.py)."""
+    chosen by 2-fold cross-validation as experiments/youtube.yaml does (carve: tests/train/test_distributed.py)."""
     work = tmp_path_factory.mktemp("train")
     hlp("train", str(EXPERIMENTS / "quickstart.yaml"), "--set", f"data.root={synth_root}",
         "--set", "train.epochs=3", "--set", "train.seeds=[0,1]", "--set", "tracking.experiment=cli-test",

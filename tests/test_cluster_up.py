@@ -18,8 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from test_sweep import EXPERIMENTS, TINY
+from support import EXPERIMENTS, TINY
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -66,7 +65,7 @@ def test_ray_up_job_submit_sweep_and_down(tmp_path, synth_root):
         job_id = f"hlp-sweep-{uuid.uuid4().hex[:8]}"
         submitted = subprocess.run(
             ["ray", "job", "submit", "--address", "http://127.0.0.1:8265", "--submission-id", job_id, "--",
-             sys.executable, "-m", "hlp.platform.cli", "sweep", str(EXPERIMENTS / "hpcl.yaml"),
+             sys.executable, "-m", "hlp.cli", "sweep", str(EXPERIMENTS / "hpcl.yaml"),
              *[x for s in sets for x in ("--set", s)], "--output", str(tmp_path / "out")],
             capture_output=True, text=True, timeout=900, cwd=ROOT, env=TOKEN_MODE)
         status = _run("ray", "job", "status", "--address", "http://127.0.0.1:8265", job_id, timeout=120)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hlp.platform.config import ConfigError, flatten, load_config, parse_override
+from hlp.config import ConfigError, flatten, load_config, parse_override
 
 
 def write(tmp_path, text: str):
@@ -89,8 +89,8 @@ def test_flatten_has_dotted_keys(tmp_path):
 def test_shipped_experiments_validate():
     from pathlib import Path
 
-    from hlp.platform.extraction_config import ExtractionConfig
-    from hlp.platform.reproduce_config import ReproduceConfig
+    from hlp.extract.config import ExtractionConfig
+    from hlp.reproduce.config import ReproduceConfig
 
     root = Path(__file__).resolve().parents[1] / "experiments"
     names = sorted(p.name for p in root.glob("*.yaml"))
@@ -102,3 +102,24 @@ def test_shipped_experiments_validate():
             assert load_config(path, schema=ReproduceConfig).experiment.loss.lambda_hpcl == 0.3
         else:
             assert load_config(path).name
+
+
+def test_model_and_loss_defaults_and_checks_are_the_components_own():
+    """Declared once, in hlp.models.settings: the config's sections carry the same fields with the
+    same defaults, and refuse exactly what the components refuse, naming the dotted key."""
+    import dataclasses
+
+    from hlp.config import ExperimentConfig
+    from hlp.models.settings import AttentionConfig, LossSettings
+
+    cfg = ExperimentConfig()
+    for section, settings in ((cfg.model, AttentionConfig()), (cfg.loss, LossSettings())):
+        for f in dataclasses.fields(settings):
+            assert getattr(section, f.name) == getattr(settings, f.name), f.name
+    for key, bad in (("loss.margin", -0.1), ("loss.region", 0), ("loss.temperature", 0.0), ("loss.lambda_rank", -1.0),
+                     ("model.d_model", 0), ("model.dropout", 1.0), ("model.input_dropout", -0.1)):
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+            load_config(None, [f"{key}={bad}"])
+        component = LossSettings if key.startswith("loss") else AttentionConfig
+        with pytest.raises(ValueError, match=key.split(".")[1]):
+            component(**{key.split(".")[1]: bad})

@@ -17,37 +17,11 @@ query to the FFN output, where the widths match.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
-
-@dataclass(frozen=True)
-class AttentionConfig:
-    """Hyper-parameters shared by every block (paper 4.2: n=2, 8 heads, d=256, d_k=d_v=512)."""
-
-    d_model: int = 256
-    heads: int = 8
-    layers: int = 2
-    d_k: int = 512
-    d_v: int = 512
-    ffn_dim: int = 1024
-    dropout: float = 0.5
-    block: Literal["paper", "standard"] = "paper"
-    positional: Literal["none", "sine", "learned"] = "none"  # added to each stream's projected input
-    input_dropout: float = 0.0  # on the input features only, before the projection (eq 1-3: none)
-
-    def __post_init__(self) -> None:
-        if self.block not in ("paper", "standard"):
-            raise ValueError(f"block must be 'paper' or 'standard', got {self.block!r}")
-        if self.positional not in ("none", "sine", "learned"):
-            raise ValueError(f"positional must be 'none', 'sine' or 'learned', got {self.positional!r}")
-        if self.d_k % self.heads or self.d_v % self.heads:
-            raise ValueError(f"d_k={self.d_k} and d_v={self.d_v} must be divisible by heads={self.heads}")
-        if self.layers < 1:
-            raise ValueError(f"layers must be >= 1, got {self.layers}")
+from hlp.models.settings import AttentionConfig
 
 
 class MultiHeadAttention(nn.Module):

@@ -13,10 +13,14 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from hlp.models.attention import AttentionConfig, Decoder, Encoder
+from hlp.models.attention import Decoder, Encoder
+from hlp.models.settings import (
+    DEFAULT_GLOBAL_INIT,
+    AttentionConfig,
+    GlobalInit,
+    InputNorm,
+)
 
-GlobalInit = Literal["random", "mean", "none"]
-InputNorm = Literal["none", "l2", "standardize"]
 MAX_LEARNED_POSITIONS = 1024  # clips; later positions share the last embedding (~34 min of 2 s clips)
 Source = Literal["visual", "audio", "concat"]
 FusionMode = Literal["co", "cross"]
@@ -46,7 +50,7 @@ class GlobalContext(nn.Module):
     init="none": no decoder, F̂ = F_n.
     """
 
-    def __init__(self, cfg: AttentionConfig, init: GlobalInit = "mean") -> None:
+    def __init__(self, cfg: AttentionConfig, init: GlobalInit = DEFAULT_GLOBAL_INIT) -> None:
         super().__init__()
         if init not in ("random", "mean", "none"):
             raise ValueError(f"global_init must be 'random', 'mean' or 'none', got {init!r}")

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hlp.models.highlight import HighlightOutput
+from hlp.models.settings import LossSettings
 
 
 def _zero(like: Tensor) -> Tensor:
@@ -97,25 +98,18 @@ def rank_loss(
 class HighlightLoss(nn.Module):
     """Eq 11: lambda_ce * L_ce + lambda_hpcl * L_HPCL + lambda_rank * L_rank (paper: 1, 0.3, 0.1).
 
+    Its settings, their defaults and checks are `LossSettings`.
+
     HPCL and rank use binary labels targets >= 0.5. A term whose lambda is 0 is not computed
     (reported as 0), so the CE-only baseline of Table 4 costs nothing extra.
     """
 
-    def __init__(
-        self,
-        lambda_ce: float = 1.0,
-        lambda_hpcl: float = 0.3,
-        lambda_rank: float = 0.1,
-        temperature: float = 0.1,
-        margin: float = 0.7,
-        region: int = 3,
-        normalize: bool = True,
-    ) -> None:
+    def __init__(self, settings: LossSettings = LossSettings()) -> None:
         super().__init__()
-        if min(lambda_ce, lambda_hpcl, lambda_rank) < 0 or temperature <= 0 or region < 0:
-            raise ValueError("lambdas and region must be >= 0 and temperature > 0")
-        self.lambda_ce, self.lambda_hpcl, self.lambda_rank = lambda_ce, lambda_hpcl, lambda_rank
-        self.temperature, self.margin, self.region, self.normalize = temperature, margin, region, normalize
+        self.settings = settings
+        self.lambda_ce, self.lambda_hpcl, self.lambda_rank = settings.lambda_ce, settings.lambda_hpcl, settings.lambda_rank
+        self.temperature, self.margin, self.region = settings.temperature, settings.margin, settings.region
+        self.normalize = settings.normalize
 
     def forward(self, output: HighlightOutput, targets: Tensor, mask: Tensor,
                 labels: Tensor | None = None) -> dict[str, Tensor]:

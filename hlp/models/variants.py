@@ -1,6 +1,6 @@
 """Architecture variants of the paper's Table 3, each a plain builder with one shared signature.
 
-The block sizes travel as one typed `AttentionConfig` (paper 4.2 defaults), so every variant is
+The block sizes travel as one typed `AttentionConfig` (`hlp.models.settings`), so every variant is
 built from the same dimensions and an ablation changes the wiring only.
 """
 
@@ -8,8 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from hlp.models.attention import AttentionConfig
-from hlp.models.highlight import ClipMLP, CrossModalFusion, GlobalInit, HighlightModel, InputNorm, InputPrep, ModalityStream
+from hlp.models.highlight import (
+    ClipMLP,
+    CrossModalFusion,
+    HighlightModel,
+    InputPrep,
+    ModalityStream,
+)
+from hlp.models.settings import (
+    DEFAULT_GLOBAL_INIT,
+    AttentionConfig,
+    GlobalInit,
+    InputNorm,
+)
 
 
 def input_prep(visual_dim: int, audio_dim: int, arch: AttentionConfig, normalize: InputNorm) -> InputPrep | None:
@@ -20,7 +31,7 @@ def input_prep(visual_dim: int, audio_dim: int, arch: AttentionConfig, normalize
 
 
 def mlp(visual_dim: int, audio_dim: int, arch: AttentionConfig = AttentionConfig(), *,
-        global_init: GlobalInit = "mean", score_weights: dict[str, float] | None = None,
+        global_init: GlobalInit = DEFAULT_GLOBAL_INIT, score_weights: dict[str, float] | None = None,
            inputs: InputPrep | None = None) -> ClipMLP:
     """The per-clip MLP baseline (no attention, no order): global_init and score_weights do not apply."""
     return ClipMLP(visual_dim, audio_dim, arch, inputs)
@@ -36,7 +47,7 @@ def _two_streams(
 
 
 def v_only(visual_dim: int, audio_dim: int, arch: AttentionConfig = AttentionConfig(), *,
-           global_init: GlobalInit = "mean", score_weights: dict[str, float] | None = None,
+           global_init: GlobalInit = DEFAULT_GLOBAL_INIT, score_weights: dict[str, float] | None = None,
            inputs: InputPrep | None = None) -> HighlightModel:
     """V Only: visual stream alone, head "visual", embedding F̂_v; audio is never read."""
     stream = ModalityStream(visual_dim, "visual", arch, global_init)
@@ -45,7 +56,7 @@ def v_only(visual_dim: int, audio_dim: int, arch: AttentionConfig = AttentionCon
 
 
 def a_only(visual_dim: int, audio_dim: int, arch: AttentionConfig = AttentionConfig(), *,
-           global_init: GlobalInit = "mean", score_weights: dict[str, float] | None = None,
+           global_init: GlobalInit = DEFAULT_GLOBAL_INIT, score_weights: dict[str, float] | None = None,
            inputs: InputPrep | None = None) -> HighlightModel:
     """A Only: audio stream alone, head "audio", embedding F̂_a; visual is never read."""
     stream = ModalityStream(audio_dim, "audio", arch, global_init)
@@ -54,7 +65,7 @@ def a_only(visual_dim: int, audio_dim: int, arch: AttentionConfig = AttentionCon
 
 
 def av(visual_dim: int, audio_dim: int, arch: AttentionConfig = AttentionConfig(), *,
-       global_init: GlobalInit = "mean", score_weights: dict[str, float] | None = None,
+       global_init: GlobalInit = DEFAULT_GLOBAL_INIT, score_weights: dict[str, float] | None = None,
            inputs: InputPrep | None = None) -> HighlightModel:
     """AV: per-clip concat of visual and audio, one projection and one stream, head "fused"."""
     stream = ModalityStream(visual_dim + audio_dim, "concat", arch, global_init)
@@ -63,7 +74,7 @@ def av(visual_dim: int, audio_dim: int, arch: AttentionConfig = AttentionConfig(
 
 
 def cr_av(visual_dim: int, audio_dim: int, arch: AttentionConfig = AttentionConfig(), *,
-          global_init: GlobalInit = "mean", score_weights: dict[str, float] | None = None,
+          global_init: GlobalInit = DEFAULT_GLOBAL_INIT, score_weights: dict[str, float] | None = None,
            inputs: InputPrep | None = None) -> HighlightModel:
     """CR-AV: each modality's F_n attends over the other's F_n only (Joint-VA style cross-attention)."""
     streams = _two_streams(visual_dim, audio_dim, arch, global_init)
@@ -72,7 +83,7 @@ def cr_av(visual_dim: int, audio_dim: int, arch: AttentionConfig = AttentionConf
 
 
 def co_av(visual_dim: int, audio_dim: int, arch: AttentionConfig = AttentionConfig(), *,
-          global_init: GlobalInit = "mean", score_weights: dict[str, float] | None = None,
+          global_init: GlobalInit = DEFAULT_GLOBAL_INIT, score_weights: dict[str, float] | None = None,
            inputs: InputPrep | None = None) -> HighlightModel:
     """CO-AV, the full model: each modality's F_n attends over the joint [F_v; F_a] (eq 4-5)."""
     streams = _two_streams(visual_dim, audio_dim, arch, global_init)

@@ -1,0 +1,302 @@
+"""The `hlp` command line. Each command parses its arguments and calls one platform function."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Audio-visual video highlight detection (HPCL).")
+data_app = typer.Typer(no_args_is_help=True, help="Datasets: synthetic data and layout tools.")
+app.add_typer(data_app, name="data")
+err = Console(stderr=True)
+
+SetOption = Annotated[
+    Optional[list[str]],
+    typer.Option("--set", help="Override a config key: KEY=VALUE, dotted key, YAML value. Repeatable."),
+]
+
+OutputOption = Annotated[Optional[Path], typer.Option("--output", help="Output directory.")]
+
+
+def _fail(message: str) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code=2)
+
+
+def _load(config: Path, sets: list[str] | None, schema=None):
+    """The validated config, before anything heavy is imported: a typo is reported in a moment."""
+    from hlp.config import ConfigError, ExperimentConfig, load_config
+
+    try:
+        return load_config(config, sets, schema or ExperimentConfig)
+    except ConfigError as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Argument(help="Experiment YAML.")],
+    set_: SetOption = None,
+    output: OutputOption = None,
+) -> None:
+    """Train one model per domain and seed; write metrics.json and scores_test.json."""
+    cfg = _load(config, set_)
+    from hlp.data.datasets import DataError
+    from hlp.tracking import TrackingError
+    from hlp.train.run import run_training
+
+    out = output or Path("outputs") / cfg.name
+    with _progress() as bars:
+        tasks: dict[str, int] = {}
+
+        def progress(label: str, done: int, total: int) -> None:
+            if label not in tasks:
+                tasks[label] = bars.add_task(label, total=total)
+            bars.update(tasks[label], completed=done)
+
+        try:
+            metrics = run_training(cfg, out, progress, log=lambda line: err.print(line, highlight=False))
+        except (DataError, FileNotFoundError, ValueError, TrackingError) as exc:
+            _fail(str(exc))
+    typer.echo(json.dumps({k: metrics[k] for k in ("domains", "mean_val_map", "mean_test_map")}, indent=1))
+    err.print(f"wrote {out}/metrics.json and {out}/scores_test.json (MLflow run {metrics['mlflow_run_id']})")
+
+
+@app.command()
+def sweep(
+    config: Annotated[Path, typer.Argument(help="Experiment YAML with a search: block.")],
+    set_: SetOption = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted sweep.")] = False,
+    output: OutputOption = None,
+) -> None:
+    """Search search.space with Ray Tune + Optuna on validation mAP; score the best on test once."""
+    cfg = _load(config, set_)
+    from hlp.config import with_absolute_paths
+    from hlp.data.datasets import DataError
+    from hlp.sweep.run import run_sweep
+    from hlp.tracking import TrackingError
+    from hlp.train.run import run_training
+
+    try:
+        cfg = with_absolute_paths(cfg)
+    except FileNotFoundError as exc:
+        _fail(str(exc))
+    out = output or Path("outputs") / f"{cfg.name}-sweep"
+    log = lambda line: err.print(line, highlight=False)  # noqa: E731
+    try:
+        summary = run_sweep(cfg, out.resolve(), resume, lambda c, o, tags: run_training(c, o, log=log, tags=tags), log)
+    except (DataError, FileNotFoundError, ValueError, TrackingError) as exc:
+        _fail(str(exc))
+    _print_summary(summary)
+    err.print(f"wrote {out}/sweep_summary.json")
+
+
+@app.command()
+def reproduce(
+    config: Annotated[Path, typer.Argument(help="Reproduction YAML (experiments/reproduce.yaml).")],
+    set_: SetOption = None,
+    output: OutputOption = None,
+) -> None:
+    """Run the paper's Tables 1-5 on every seed as Ray tasks; write DIR/report.md and DIR/report.json."""
+    from hlp.reproduce.config import ReproduceConfig
+
+    rc = _load(config, set_, ReproduceConfig)
+    from hlp.data.datasets import DataError
+    from hlp.reproduce.run import run_reproduce
+    from hlp.tracking import TrackingError
+
+    out = (output or Path("outputs") / f"reproduce-{rc.name}").resolve()
+    with _progress() as bars:
+        task = bars.add_task("runs (config x seed)", total=None)
+        try:
+            report = run_reproduce(rc, out, lambda done, total: bars.update(task, completed=done, total=total),
+                                   log=lambda line: err.print(line, highlight=False))
+        except (DataError, FileNotFoundError, ValueError, TrackingError) as exc:  # ConfigError is a ValueError
+            _fail(str(exc))
+    failed = [c["id"] for c in report["cells"] if not c["complete"]]
+    err.print(f"wrote {out}/report.md and {out}/report.json")
+    if failed:
+        err.print(f"[bold red]{len(failed)} cell(s) incomplete[/]: {', '.join(failed)}; rerun the same command to retry them")
+        raise typer.Exit(code=1)
+
+
+def _print_summary(summary: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"sweep {summary['sweep']}: {summary['trials']} trials")
+    table.add_column("")
+    table.add_column("best")
+    table.add_column("defaults")
+    for key, value in summary["best_params"].items():
+        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value),
+                      str(summary["defaults_params"][key]))
+    for domain, best in summary["best"]["domains"].items():
+        default = summary["defaults"]["domains"][domain]
+        table.add_row(f"{domain} test mAP", f"{best['test_map']:.3f} ± {best['test_map_std']:.3f}",
+                      f"{default['test_map']:.3f} ± {default['test_map_std']:.3f}")
+    table.add_row("mean val mAP", f"{summary['best']['mean_val_map']:.3f}", f"{summary['defaults']['mean_val_map']:.3f}")
+    table.add_row("mean test mAP", f"{summary['best']['mean_test_map']:.3f}",
+                  f"{summary['defaults']['mean_test_map']:.3f}")
+    Console().print(table)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("done"),
+        TimeElapsedColumn(), console=err,
+    )
+
+
+@app.command()
+def evaluate(
+    dataset: Annotated[str, typer.Argument(help="youtube or tvsum")],
+    data_root: Annotated[str, typer.Option("--data-root", help="Data root: a path or s3:// URI.")],
+    scores: Annotated[Path, typer.Option("--scores", help="JSON {video_id: [score per clip]}.")],
+    protocol: Annotated[str, typer.Option("--protocol", help="umt or paper")] = "umt",
+) -> None:
+    """Score a scores file on the test split; print {"domains": {name: mAP}, "mean": mAP}."""
+    from hlp.data.datasets import DataError, load_dataset
+    from hlp.evaluate.evaluation import ScoresError, evaluate_scores
+
+    if protocol not in ("umt", "paper"):
+        _fail(f"--protocol must be 'umt' or 'paper', got {protocol!r}")
+    try:
+        payload = json.loads(scores.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        _fail(f"cannot read scores file {scores}: {exc}")
+    if not isinstance(payload, dict):
+        _fail(f"{scores}: expected a JSON object {{video_id: [scores]}}")
+    try:
+        data = load_dataset(dataset, data_root)  # type: ignore[arg-type]
+        result = evaluate_scores(data, protocol, payload)
+    except (ScoresError, DataError, FileNotFoundError) as exc:
+        _fail(f"{scores}: {exc}" if isinstance(exc, ScoresError) else str(exc))
+    typer.echo(json.dumps(result))
+
+
+@app.command()
+def extract(
+    config: Annotated[Path, typer.Argument(help="Extraction YAML (inputs, output, extractors, resources).")],
+    set_: SetOption = None,
+) -> None:
+    """Decode videos and write clip features (visual 3D CNN + PANN audio) to a Parquet store with Ray Data."""
+    from hlp.extract.config import ExtractionConfig
+
+    cfg = _load(config, set_, ExtractionConfig)
+    from hlp.data.feature_store import StoreError
+    from hlp.extract.inputs import InputError
+    from hlp.extract.pipeline import run_extraction
+    from hlp.extract.registry import ExtractorError
+
+    try:
+        with _progress() as bars:
+            task = bars.add_task("videos", total=None)
+            summary = run_extraction(cfg, log=lambda line: err.print(line, highlight=False),
+                                     progress=lambda done, total: bars.update(task, completed=done, total=total))
+    except (ExtractorError, StoreError, InputError) as exc:
+        _fail(str(exc))
+    typer.echo(json.dumps(summary, indent=1))
+
+
+@app.command()
+def predict(
+    video: Annotated[str, typer.Argument(help="A video file (path or s3:// URI).")],
+    checkpoint: Annotated[str, typer.Option("--checkpoint", help="model_<domain>_seed<N>.pt from `hlp train`.")],
+    top_k: Annotated[Optional[int], typer.Option("--top-k", min=1, help="Keep the N best clips (default 5).")] = None,
+    threshold: Annotated[Optional[float], typer.Option("--threshold", help="Keep clips scoring at least X.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Write the result JSON here.")] = None,
+    reel: Annotated[Optional[Path], typer.Option("--reel", help="Cut the highlight segments into this mp4.")] = None,
+) -> None:
+    """Score every clip of VIDEO and merge the best into highlight segments; optionally cut a reel."""
+    from hlp.extract.inputs import open_video
+    from hlp.extract.media import MediaError
+    from hlp.extract.registry import ExtractorError
+    from hlp.predict.predict import predict as run_predict
+    from hlp.predict.reel import write_reel
+    from hlp.train.model_file import CheckpointError
+
+    if top_k is not None and threshold is not None:
+        _fail("give either --top-k or --threshold, not both")
+    try:
+        result = run_predict(video, checkpoint, top_k, threshold)
+        if reel is not None:
+            segments = [(s["start_s"], s["end_s"]) for s in result["segments"]]
+            with open_video(video) as source:  # a path, or a seekable s3:// file
+                result["reel"] = {"path": str(reel), "duration_s": write_reel(source, segments, str(reel))}
+    except MediaError as exc:
+        _fail(f"{video}: {exc}")
+    except (CheckpointError, ExtractorError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    text = json.dumps(result, indent=1)
+    if out is not None:
+        out.write_text(text)
+        err.print(f"wrote {out} ({len(result['clips'])} clips, {len(result['segments'])} segments)")
+    else:
+        typer.echo(text)
+
+
+@data_app.command("import-umt")
+def data_import_umt(
+    root: Annotated[str, typer.Option("--root", help="Data root holding <dataset>/ in the UMT layout.")],
+    dataset: Annotated[str, typer.Option("--dataset", help="youtube or tvsum")],
+    out: Annotated[str, typer.Option("--out", help="Feature store to write: a directory or s3:// URI.")],
+    streams: Annotated[str, typer.Option(help="Visual streams, comma-separated: video_features/<vid>_<s>.npy")] = "rgb,opt",
+) -> None:
+    """Copy a UMT-layout release (video_features/, audio_features/) into a Parquet feature store."""
+    from hlp.data.datasets import DataError
+    from hlp.data.feature_store import StoreError
+    from hlp.data.umt_layout import import_umt
+
+    try:
+        summary = import_umt(root, dataset, out, tuple(streams.split(",")), log=lambda l: err.print(l, highlight=False))
+    except (DataError, StoreError) as exc:
+        _fail(str(exc))
+    typer.echo(json.dumps(summary))
+
+
+@data_app.command("export-umt")
+def data_export_umt(
+    store: Annotated[str, typer.Option("--store", help="Feature store written by `hlp extract` or import-umt.")],
+    out: Annotated[str, typer.Option("--out", help="Data root to write <dataset>/video_features, audio_features under.")],
+    dataset: Annotated[str, typer.Option("--dataset", help="Folder name: youtube or tvsum.")] = "youtube",
+) -> None:
+    """Write a feature store's done videos in the UMT layout (one .npy per stream and video)."""
+    from hlp.data.feature_store import StoreError
+    from hlp.data.umt_layout import export_umt
+
+    try:
+        summary = export_umt(store, out, dataset)
+    except StoreError as exc:
+        _fail(str(exc))
+    typer.echo(json.dumps(summary))
+    if summary["visual_streams"] != ["rgb", "opt"]:
+        err.print(f"train on it with --set data.visual_streams=[{','.join(summary['visual_streams'])}]")
+
+
+@data_app.command("synth")
+def data_synth(
+    out: Annotated[str, typer.Option("--out", help="Directory (or s3:// URI) to write the dataset under.")],
+    videos: Annotated[int, typer.Option(help="Videos per domain.")] = 24,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Write a small synthetic dataset in the YouTube Highlights and TVSum UMT layouts."""
+    from hlp.data.synth import SynthSpec, write_synthetic, write_synthetic_tvsum
+
+    counts = write_synthetic(out, SynthSpec(videos_per_domain=videos, seed=seed))
+    tvsum = write_synthetic_tvsum(out, SynthSpec(domains=("SA", "SB"), videos_per_domain=5, seed=seed))
+    typer.echo(json.dumps({"root": out, "dataset": "youtube", "videos": counts, "tvsum_videos": tvsum}))
+
+
+if __name__ == "__main__":
+    app()

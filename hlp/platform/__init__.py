@@ -1,1 +1,0 @@
-"""Everything that touches the world: data, protocols, training, tracking and the CLI."""

@@ -1,0 +1,137 @@
+"""`hlp sweep`: search the experiment's `search.space` with Ray Tune + Optuna, then report.
+
+Each trial is a plain function, a Train V2 driver that builds a TorchTrainer for the first seed
+and trains every domain in lockstep (passing a Trainer to a Tuner is refused under V2).
+`TuneReportCallback` forwards rank 0's mean validation mAP per epoch: Optuna's seeded TPE
+proposes from it and ASHA stops on it. Trials never score the test split. At the end the best
+configuration and the experiment's own defaults both train on every seed and are scored on the
+test split once, for `sweep_summary.json` and the printed table.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import ray
+from optuna.samplers import TPESampler
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search.optuna import OptunaSearch
+
+from hlp.cluster import ensure_ray
+from hlp.config import ExperimentConfig, config_from_dict, flatten, set_dotted, to_yaml
+from hlp.storage import ray_storage
+from hlp.sweep.figures import optuna_figures
+from hlp.sweep.space import check_space, tune_space
+from hlp.sweep.trial import trial
+from hlp.tracking import Tracker, run_tags
+from hlp.train.ray_train import run_key
+from hlp.train.run import preflight
+
+
+def run_sweep(cfg: ExperimentConfig, output: Path, resume: bool,
+              train: Callable[[ExperimentConfig, Path, dict[str, str]], dict],
+              log: Callable[[str], None] = print) -> dict:
+    """Search, then train the winner and the defaults on every seed and score them on test once."""
+    check_space(cfg)
+    preflight(cfg, log)
+    output.mkdir(parents=True, exist_ok=True)
+    state_path = output / "sweep_state.json"
+    state = json.loads(state_path.read_text()) if resume and state_path.exists() else {}
+    parent = Tracker(cfg.tracking.uri, cfg.tracking.experiment, f"sweep-{cfg.name}", {"sweep": cfg.name, **run_tags(cfg)},
+                     cfg.tracking.enabled, reuse_run_id=state.get("parent_run_id"))
+    state_path.write_text(json.dumps({"parent_run_id": parent.run_id}))
+    parent.log_params(flatten(cfg))
+    (output / "config.yaml").write_text(to_yaml(cfg))
+    ensure_ray(cfg.resources.address)
+    _warn_if_oversubscribed(cfg, log)
+    grid = search(cfg, parent.run_id, resume, log)
+    return _report(cfg, grid, output, parent, train, log)
+
+
+def search(cfg: ExperimentConfig, parent_run_id: str | None, resume: bool = False,
+           log: Callable[[str], None] = print):
+    """The Tune part alone (Ray already initialised): trials on validation mAP; a ResultGrid."""
+    storage_path, filesystem = ray_storage(cfg.resources.storage_path)
+    trainable = tune.with_parameters(trial, base=cfg.model_dump(), parent_run_id=parent_run_id, sweep_name=cfg.name)
+    trainable = tune.with_resources(trainable, {"CPU": 1})
+    path = f"{storage_path.rstrip('/')}/{cfg.name}-sweep"
+    if resume and tune.Tuner.can_restore(path, storage_filesystem=filesystem):
+        log(f"resuming the sweep stored at {path}")
+        return tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True,
+                                  storage_filesystem=filesystem).fit()
+    s = cfg.search
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            metric="val_map", mode="max", num_samples=s.num_samples, max_concurrent_trials=s.max_concurrent,
+            search_alg=OptunaSearch(space=tune_space(s.space), metric="val_map", mode="max",
+                                    sampler=TPESampler(seed=s.seed)),
+            # Reports run from epoch 0 to the final one (epochs + 1); ASHA stops a trial that
+            # reaches max_t, so max_t lies beyond it and the trial closes its own MLflow run.
+            scheduler=ASHAScheduler(time_attr="epoch", max_t=cfg.train.epochs + 2, grace_period=s.grace_period,
+                                    reduction_factor=s.reduction_factor),
+        ),
+        run_config=tune.RunConfig(name=f"{cfg.name}-sweep", storage_path=storage_path, storage_filesystem=filesystem),
+    )
+    return tuner.fit()
+
+
+def _warn_if_oversubscribed(cfg: ExperimentConfig, log: Callable[[str], None]) -> None:
+    """Tune reserves only each trial's driver CPU; workers that cannot be placed time out and
+    retry (STACK-NOTES), so say when max_concurrent asks for more than the cluster has."""
+    res = cfg.resources
+    per_trial = 1 + res.workers * res.cpus_per_worker
+    cpus = ray.cluster_resources().get("CPU", 0)
+    if cfg.search.max_concurrent * per_trial > cpus:
+        log(f"warning: search.max_concurrent={cfg.search.max_concurrent} trials need "
+            f"{cfg.search.max_concurrent * per_trial:g} CPUs (1 driver + {res.workers} x {res.cpus_per_worker:g} "
+            f"per trial) but the cluster has {cpus:g}; trials will wait for workers (an autoscaler may add nodes)")
+
+
+def _final_runs(cfg: ExperimentConfig, configs: dict[str, ExperimentConfig], output: Path, parent_run_id: str | None,
+                train) -> dict[str, dict]:
+    """The winner and the defaults on every seed. They train side by side when the cluster holds
+    both (each is its own TorchTrainer; Train V2 runs them from threads of this driver), so the
+    sweep's last step takes one training's time instead of two."""
+    res = cfg.resources
+    room = ray.cluster_resources().get("GPU" if res.use_gpu else "CPU", 0)
+    # Identical configs share one Ray run name: then the second must resume the first, not race it.
+    distinct = len({run_key(c, 0) for c in configs.values()}) == len(configs)
+    side_by_side = distinct and room >= len(configs) * res.workers * (1 if res.use_gpu else res.cpus_per_worker)
+    with ThreadPoolExecutor(len(configs) if side_by_side else 1) as pool:
+        futures = {role: pool.submit(train, c, output / role, {"sweep": cfg.name, "role": role,
+                                                               "run_name": f"{cfg.name}-{role}",
+                                                               "run_key": f"{parent_run_id}/{role}"})
+                   for role, c in configs.items()}
+    return {role: future.result() for role, future in futures.items()}
+
+
+def _report(cfg, grid, output: Path, parent: Tracker, train, log) -> dict:
+    # A trial that ran to its end made the final report; ASHA's stopped trials did not.
+    parent.close_children({r.metrics.get("trial_id") for r in grid if r.error is None and not r.metrics.get("final")})
+    best = grid.get_best_result(metric="val_map", mode="max", scope="all")
+    params = {k: best.config[k] for k in cfg.search.space}
+    log(f"best of {len(grid)} trials: val_map={best.metrics.get('val_map'):.4f} {params}")
+    best_cfg = config_from_dict(set_dotted(cfg.model_dump(), params), "best trial")
+    runs = _final_runs(cfg, {"best": best_cfg, "defaults": cfg}, output, parent.run_id, train)
+    defaults = flatten(cfg)
+    summary = {
+        "sweep": cfg.name, "trials": len(grid), "best_params": params,
+        "best_trial_val_map": best.metrics.get("val_map"),
+        "defaults_params": {k: defaults[k] for k in cfg.search.space},
+        **{name: {"mean_val_map": m["mean_val_map"], "mean_test_map": m["mean_test_map"],
+                  "domains": {d: {k: v[k] for k in ("val_map", "test_map", "test_map_std")}
+                              for d, v in m["domains"].items()}} for name, m in runs.items()},
+    }
+    (output / "sweep_summary.json").write_text(json.dumps(summary, indent=2))
+    parent.log_metrics({f"test_map.{d}": v["test_map"] for d, v in summary["best"]["domains"].items()})
+    parent.log_metrics({"best_val_map": summary["best"]["mean_val_map"], "best_test_map": summary["best"]["mean_test_map"]})
+    for figure in optuna_figures(grid, cfg.search.space, output):
+        parent.log_artifact(figure)
+    parent.log_artifact(output / "sweep_summary.json")
+    parent.finish()
+    return summary

@@ -1,0 +1,55 @@
+"""The search space of `hlp sweep`: its checks (before any trial starts) and its Tune form.
+
+Kept apart from the search so that the figures, which need the same distributions that TPE
+sampled from, import the space and not the sweep.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+from ray import tune
+
+from hlp.config import ConfigError, ExperimentConfig, SearchParam, flatten
+
+
+def check_space(cfg: ExperimentConfig) -> None:
+    """Refuse unknown keys and bad bounds before any trial starts, naming the key."""
+    known = flatten(cfg)
+    if not cfg.search.space:
+        raise ConfigError("search.space is empty: nothing to sweep")
+    if cfg.eval.selection == "kfold":  # a trial's per-epoch objective is one validation curve
+        raise ConfigError("eval.selection: kfold is not supported by hlp sweep yet; sweep with "
+                          "eval.selection=carve and train the winner with kfold")
+    for key, param in cfg.search.space.items():
+        if key not in known:
+            hint = difflib.get_close_matches(key, list(known), n=1)
+            raise ConfigError(f"search.space: unknown key {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+        _check_bounds(key, param)
+
+
+def _check_bounds(key: str, p: SearchParam) -> None:
+    if p.type == "categorical":
+        if not p.values:
+            raise ConfigError(f"search.space.{key}: categorical needs a non-empty 'values' list")
+        return
+    if p.low is None or p.high is None or not p.low < p.high:
+        raise ConfigError(f"search.space.{key}: needs low < high, got low={p.low} high={p.high}")
+    if p.type == "logfloat" and p.low <= 0:
+        raise ConfigError(f"search.space.{key}: logfloat needs low > 0, got {p.low}")
+    if p.type == "int" and (p.low != int(p.low) or p.high != int(p.high)):
+        raise ConfigError(f"search.space.{key}: int bounds must be integers, got {p.low}, {p.high}")
+
+
+def tune_space(space: dict[str, SearchParam]) -> dict[str, Any]:
+    def one(p: SearchParam):
+        if p.type == "float":
+            return tune.uniform(p.low, p.high)
+        if p.type == "logfloat":
+            return tune.loguniform(p.low, p.high)
+        if p.type == "int":
+            return tune.qrandint(int(p.low), int(p.high), 1)  # inclusive of high, unlike randint
+        return tune.choice(p.values)
+
+    return {key: one(p) for key, p in space.items()}

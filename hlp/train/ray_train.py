@@ -1,0 +1,160 @@
+"""Ray Train: the per-worker function and the driver that runs it on a TorchTrainer.
+
+Each worker loads the data itself (from a local path or S3), wraps the models for DDP and runs
+the one training loop of `train.loop.fit` on its shard of the windows. Every epoch all workers
+report together (Ray's report is a barrier); rank 0 adds the validation metrics, logs them to
+MLflow and attaches a checkpoint. A restarted worker, or a rerun under the same run name,
+continues from the latest checkpoint. The final report carries rank 0's results back to the
+driver inside the last checkpoint, since Ray does not persist checkpoint-less metrics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+import time
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+import ray
+import ray.train
+import ray.train.torch
+import torch
+
+from hlp.config import ExperimentConfig, config_from_dict
+from hlp.data.datasets import load_dataset_for
+from hlp.data.protocols import DomainSplit, available_domains, domain_split
+from hlp.storage import ray_storage
+from hlp.tracking import Tracker
+from hlp.train.loop import EpochRecord, FitResult, Worker, fit
+
+STATE, RESULTS = "state.pt", "results.pt"
+
+
+def load_splits(cfg: ExperimentConfig, seed: int) -> dict[str, DomainSplit]:
+    dataset = load_dataset_for(cfg.data)
+    domains, _ = available_domains(dataset, cfg.data.protocol, cfg.data.domains)
+    return {d: domain_split(dataset, cfg.data.protocol, d, cfg.data.val_fraction, seed) for d in domains}
+
+
+def epoch_metrics(record: EpochRecord) -> dict[str, float]:
+    """Flat per-epoch metrics: loss terms and validation mAP per domain, plus the mean."""
+    out: dict[str, float] = {"epoch": record.epoch}
+    for domain, losses in record.losses.items():
+        out.update({f"{domain}.{k}": v for k, v in losses.items()})
+    for domain, scores in record.val_map.items():
+        out.update({f"{domain}.val_map_{mode}": v for mode, v in scores.items()})
+        out[f"{domain}.val_map"] = record.best_val(domain)[0]
+    if record.val_map:
+        out["val_map"] = record.mean_val_map
+    for domain, scores in record.test_map.items():  # only under track_test (hlp reproduce's optimistic column)
+        out[f"{domain}.test_map_this_epoch"] = max(scores.values())
+    if record.phase != "final":  # eval.selection kfold: each fold's curve under its own name
+        return {k if k == "epoch" else f"{record.phase}.{k}": v for k, v in out.items()}
+    return out
+
+
+def log_epoch(tracker: Tracker, seed: int, epoch: int, metrics: dict[str, float]) -> None:
+    """One epoch's metrics under the seed's prefix, so every seed's curves share one MLflow run."""
+    tracker.log_metrics({f"seed{seed}.{k}": v for k, v in metrics.items() if k != "epoch"}, step=epoch)
+
+
+def train_worker(config: dict) -> None:
+    """Ray Train's per-worker function (`train_loop_per_worker`)."""
+    cfg, seed = config_from_dict(config["experiment"]), int(config["seed"])
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    worker = Worker(rank, world, ray.train.torch.get_device(),
+                    ray.train.torch.prepare_model if world > 1 else (lambda m: m))
+    tracker = Tracker.attach(cfg.tracking.uri, config.get("mlflow_run_id")) if rank == 0 else None
+    resume = _resume_state()
+    if tracker:  # where rank 0 ran, and whether it continued a checkpoint (a retried worker does)
+        tracker.set_tags({"worker_node_id": ray.get_runtime_context().get_node_id(),
+                          **({"resumed_from_epoch": resume["epoch"]} if resume else {})})
+    last, latest, clock = cfg.train.epochs, {}, [time.perf_counter()]
+
+    def on_epoch(record: EpochRecord, state) -> None:
+        latest["state"] = state
+        metrics = epoch_metrics(record)
+        now = time.perf_counter()
+        metrics["epoch_time_s"], clock[0] = now - clock[0], now  # steady-state speed, per epoch
+        if tracker:
+            log_epoch(tracker, seed, record.epoch, metrics)
+        keep = rank == 0 and (record.epoch % cfg.train.checkpoint_every == 0 or record.epoch == last)
+        _report(metrics, {STATE: state()} if keep else None)
+
+    results = fit(load_splits(cfg, seed), cfg, seed, worker, resume, on_epoch,
+                  score_test=config.get("score_test", True), track_test=config.get("track_test", False))
+    final = {RESULTS: _results_payload(results)} if rank == 0 else None
+    if final and "state" in latest:  # a rerun of a finished run then redoes no epoch
+        final[STATE] = latest["state"]()
+    # The selected models' mean validation mAP, so every report carries the metric Tune reads.
+    best_val = float(np.mean([r.val_map for r in results.values()])) if results else float("nan")
+    # Not "done": Tune reads that key as "trial finished" and would cut the trial short.
+    _report({"final": 1, "epoch": last + 1, "val_map": best_val}, final)
+
+
+def _report(metrics: dict, files: dict | None) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = None
+        if files:
+            for name, payload in files.items():
+                torch.save(payload, Path(tmp) / name)
+            checkpoint = ray.train.Checkpoint.from_directory(tmp)
+        ray.train.report(metrics, checkpoint=checkpoint)
+
+
+def _resume_state() -> dict | None:
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as directory:
+        path = Path(directory) / STATE
+        return torch.load(path, weights_only=True) if path.exists() else None
+
+
+_ARRAYS = ("test_scores", "val_scores", "val_labels")  # {video id: array} fields, as tensors in the checkpoint
+
+
+def _results_payload(results: dict[str, FitResult]) -> dict:
+    """FitResult's fields as plain values and tensors (what `torch.load(weights_only=True)` reads);
+    the domain is the key."""
+    plain = [f.name for f in fields(FitResult) if f.name not in _ARRAYS and f.name != "domain"]
+    return {"results": {d: {**{k: getattr(r, k) for k in plain},
+                            **{k: {v: torch.from_numpy(a) for v, a in getattr(r, k).items()} for k in _ARRAYS}}
+                        for d, r in results.items()}}
+
+
+def run_key(cfg: ExperimentConfig, seed: int) -> str:
+    """Same config and seed -> same Ray run name, so a rerun resumes instead of starting over."""
+    payload = cfg.model_dump(exclude={"tracking", "resources"})
+    digest = hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
+    return f"{cfg.name}-{digest}-seed{seed}"
+
+
+def fit_with_ray(cfg: ExperimentConfig, seed: int, mlflow_run_id: str | None, *, run_name: str | None = None,
+                 callbacks: list | None = None, score_test: bool = True,
+                 track_test: bool = False) -> dict[str, FitResult]:
+    """The driver: one TorchTrainer for one seed, all domains of the experiment."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    res = cfg.resources
+    storage_path, filesystem = ray_storage(res.storage_path)
+    trainer = TorchTrainer(
+        train_worker,
+        train_loop_config={"experiment": cfg.model_dump(), "seed": seed, "mlflow_run_id": mlflow_run_id,
+                           "score_test": score_test, "track_test": track_test},
+        scaling_config=ScalingConfig(num_workers=res.workers, use_gpu=res.use_gpu,
+                                     resources_per_worker={"CPU": res.cpus_per_worker}),
+        run_config=RunConfig(name=run_name or run_key(cfg, seed), storage_path=storage_path,
+                             storage_filesystem=filesystem, failure_config=FailureConfig(max_failures=res.max_failures),
+                             checkpoint_config=CheckpointConfig(num_to_keep=2), callbacks=callbacks),
+    )
+    result = trainer.fit()
+    with result.checkpoint.as_directory() as directory:
+        payload = torch.load(Path(directory) / RESULTS, weights_only=True)["results"]
+    return {d: FitResult(domain=d, **{**r, **{k: {v: t.numpy() for v, t in r[k].items()} for k in _ARRAYS}})
+            for d, r in payload.items()}

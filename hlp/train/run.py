@@ -1,0 +1,151 @@
+"""`hlp train`: one model per domain and seed, as the paper does, then one report.
+
+Writes `metrics.json` and `scores_test.json` (contracts other tools read), plus per-seed
+scores, the resolved config and score-timeline PNGs, and logs all of it to MLflow.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from hlp.cluster import ensure_ray
+from hlp.config import ExperimentConfig, flatten, to_yaml, with_absolute_paths
+from hlp.data.datasets import Dataset, grouped_skips, load_dataset_for
+from hlp.data.protocols import available_domains
+from hlp.evaluate.evaluation import domain_map
+from hlp.plots import score_timelines
+from hlp.tracking import Tracker, check_reachable, run_tags
+from hlp.train import model_file
+from hlp.train.loop import FitResult
+from hlp.train.ray_train import fit_with_ray
+
+Progress = Callable[[str, int, int], None]  # (task label, done, total)
+
+
+def run_training(cfg: ExperimentConfig, output: Path, progress: Progress | None = None,
+                 log: Callable[[str], None] = print, tags: dict[str, str] | None = None) -> dict:
+    """Every seed of `cfg` on a Ray Train TorchTrainer; a rerun with the same config resumes.
+
+    `tags` mark runs made on another command's behalf (a sweep's final runs); their `run_key`
+    tag finds the run again when that command is resumed, so no MLflow run is duplicated.
+    """
+    output.mkdir(parents=True, exist_ok=True)
+    cfg = with_absolute_paths(cfg)
+    dataset, domains, notes = preflight(cfg, log)
+    tags = dict(tags or {})
+    tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment, tags.pop("run_name", cfg.name),
+                      {**run_tags(cfg), **tags}, cfg.tracking.enabled,
+                      reuse_tag=("run_key", tags["run_key"]) if "run_key" in tags else None)
+    tracker.log_params(flatten(cfg))
+    if dataset.features:  # which networks made the features, so runs on different stores compare honestly
+        tracker.set_tags({f"{kind}_extractor": f"{e['name']}@{e['version']}"
+                          for kind, e in (("visual", dataset.features["visual"]), ("audio", dataset.features["audio"]))})
+    (output / "config.yaml").write_text(to_yaml(cfg))
+    ensure_ray(cfg.resources.address)
+    try:
+        per_seed = []
+        for i, seed in enumerate(cfg.train.seeds):
+            per_seed.append(fit_with_ray(cfg, seed, tracker.run_id))
+            if progress:
+                progress("seeds", i + 1, len(cfg.train.seeds))
+        results = {d: [fits[d] for fits in per_seed] for d in domains}
+        metrics = summarise(cfg, results, dataset, notes)
+        _write_outputs(output, results, metrics, dataset, cfg)
+        tracker.log_metrics(_final_metrics(metrics))
+        for name in ("config.yaml", "metrics.json", "scores_test.json", "timelines.png"):
+            tracker.log_artifact(output / name)
+    except BaseException:
+        tracker.finish("FAILED")
+        raise
+    tracker.finish()
+    metrics["mlflow_run_id"] = tracker.run_id
+    return metrics
+
+
+def preflight(cfg: ExperimentConfig, log: Callable[[str], None]) -> tuple[Dataset, list[str], list[str]]:
+    """Everything that can be checked before Ray starts: the tracking store, the data root, and
+    which domains have features (the skipped ones are said). Raises with the culprit named."""
+    if cfg.tracking.enabled:
+        check_reachable(cfg.tracking.uri)
+    dataset = load_dataset_for(cfg.data)
+    domains, notes = available_domains(dataset, cfg.data.protocol, cfg.data.domains)
+    for line in [*grouped_skips(dataset.skipped), *notes]:
+        log(f"skipped: {line}")
+    if not domains:
+        raise ValueError(f"no domain of {cfg.data.dataset} under {dataset.root} has train and test videos")
+    return dataset, domains, notes
+
+
+def _std(values: list[float]) -> float:
+    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+def ensemble_map(results: list[FitResult], dataset: Dataset) -> float:
+    """Test mAP of the seeds' mean score per clip: what averaging the seeds' models would give.
+    Each seed chose its epoch on validation, so the ensemble, too, is selected without test."""
+    videos = [dataset.videos[vid] for vid in results[0].test_scores]
+    mean = {v.video_id: np.mean([r.test_scores[v.video_id] for r in results], axis=0) for v in videos}
+    return domain_map(videos, mean) if videos else float("nan")
+
+
+def summarise(cfg: ExperimentConfig, results: dict[str, list[FitResult]], dataset: Dataset, notes: list[str]) -> dict:
+    """The `metrics.json` contract, extended with per-seed detail, the seed ensemble and what was skipped."""
+    domains = {
+        d: {
+            "val_map": float(np.mean([r.val_map for r in rs])),
+            "test_map": float(np.mean([r.test_map for r in rs])),
+            "test_map_std": _std([r.test_map for r in rs]),
+            "ensemble_test_map": ensemble_map(rs, dataset),
+            "per_seed": [
+                {"seed": r.seed, "val_map": r.val_map, "test_map": r.test_map, "best_epoch": r.best_epoch,
+                 "scoring": r.scoring}
+                for r in rs
+            ],
+        }
+        for d, rs in results.items()
+    }
+    return {
+        "dataset": cfg.data.dataset,
+        "protocol": cfg.data.protocol,
+        "variant": cfg.model.variant,
+        "seeds": list(cfg.train.seeds),
+        "domains": domains,
+        "mean_val_map": float(np.mean([v["val_map"] for v in domains.values()])),
+        "mean_test_map": float(np.mean([v["test_map"] for v in domains.values()])),
+        "mean_ensemble_test_map": float(np.mean([v["ensemble_test_map"] for v in domains.values()])),
+        "selection": cfg.eval.selection,
+        "skipped": [str(s) for s in dataset.skipped] + notes,
+    }
+
+
+def _write_outputs(output: Path, results: dict[str, list[FitResult]], metrics: dict, dataset: Dataset,
+                   cfg: ExperimentConfig) -> None:
+    (output / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    for i, seed in enumerate(cfg.train.seeds):
+        scores = {vid: s.tolist() for rs in results.values() for vid, s in rs[i].test_scores.items()}
+        (output / f"scores_test_seed{seed}.json").write_text(json.dumps(scores))
+        if i == 0:  # the contract file holds the first seed's scores; `hlp evaluate` reproduces its mAP
+            (output / "scores_test.json").write_text(json.dumps(scores))
+    first = [rs[0] for rs in results.values()]
+    shown = {vid: dataset.videos[vid].labels for r in first for vid in list(r.test_scores)[:2]}
+    scores = {vid: s for r in first for vid, s in r.test_scores.items()}
+    score_timelines(dict(list(shown.items())[:6]), scores, output / "timelines.png", f"{cfg.name}: test scores (seed {cfg.train.seeds[0]})")
+    for domain, rs in results.items():  # the first seed's selected model, ready for `hlp predict`
+        content = model_file.payload(rs[0], cfg.model, cfg.train.window, cfg.eval.stride, dataset.features,
+                                      cfg.data.normalize)
+        model_file.save(str(output / f"model_{domain}_seed{rs[0].seed}.pt"), content)
+
+
+def _final_metrics(metrics: dict) -> dict[str, float]:
+    out = {"mean_val_map": metrics["mean_val_map"], "mean_test_map": metrics["mean_test_map"],
+           "mean_ensemble_test_map": metrics["mean_ensemble_test_map"]}
+    for domain, values in metrics["domains"].items():
+        out[f"val_map.{domain}"] = values["val_map"]
+        out[f"test_map.{domain}"] = values["test_map"]
+        out[f"test_map_std.{domain}"] = values["test_map_std"]
+        out[f"ensemble_test_map.{domain}"] = values["ensemble_test_map"]
+    return out

@@ -1,0 +1,108 @@
+"""`hlp sweep` on real services: a two-node Ray cluster on 127.0.0.1, Ray storage on S3 (moto's
+server), and a real `mlflow server` with a SQLite backend and its artifacts in an S3 bucket."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+import s3fs
+from conftest import SECRET
+from mlflow.tracking import MlflowClient
+from support import EXPERIMENTS, TINY
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def buckets(s3_endpoint):
+    fs = s3fs.S3FileSystem(endpoint_url=s3_endpoint)
+    for bucket in ("hlp-ray", "hlp-mlflow"):
+        if not fs.exists(bucket):
+            fs.mkdir(bucket)
+    return fs
+
+
+@pytest.fixture
+def mlflow_server(tmp_path, buckets, s3_endpoint):
+    """`mlflow server`: runs in SQLite, artifacts proxied to s3://hlp-mlflow (only it needs S3 access)."""
+    port = _free_port()
+    env = {**os.environ, "MLFLOW_S3_ENDPOINT_URL": s3_endpoint}
+    log = open(tmp_path / "mlflow-server.log", "w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+         "--artifacts-destination", "s3://hlp-mlflow/artifacts", "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1"], env=env, stdout=log, stderr=log)
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"{uri}/health", timeout=2):
+                break
+        except OSError:
+            if time.time() > deadline or server.poll() is not None:
+                raise RuntimeError((tmp_path / "mlflow-server.log").read_text()[-2000:]) from None
+            time.sleep(0.5)
+    yield uri
+    server.terminate()
+    server.wait(timeout=30)
+
+
+def test_sweep_on_two_nodes_with_s3_and_an_mlflow_server(tmp_path, synth_root, buckets, mlflow_server, two_nodes):
+    sets = [*TINY, f"data.root={synth_root}", f"resources.address={two_nodes.address}",
+            "resources.storage_path=s3://hlp-ray/sweeps", f"tracking.uri={mlflow_server}", "search.max_concurrent=2",
+            "search.num_samples=2"]
+    result = subprocess.run(
+        [sys.executable, "-m", "hlp.cli", "sweep", str(EXPERIMENTS / "hpcl.yaml"),
+         *[x for s in sets for x in ("--set", s)], "--output", "out"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert SECRET not in result.stdout + result.stderr
+    summary = json.loads((tmp_path / "out" / "sweep_summary.json").read_text())
+    assert summary["trials"] == 2
+
+    client = MlflowClient(tracking_uri=mlflow_server)
+    experiment = client.get_experiment_by_name("hpcl-sweep")
+    runs = client.search_runs([experiment.experiment_id])
+    [parent] = [r for r in runs if r.info.run_name == "sweep-hpcl"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) == 2
+    finished = [c for c in children if "stopped_early" not in c.data.tags]
+    assert finished and all(c.info.status == "FINISHED" for c in finished), \
+        [(c.info.run_name, c.info.status, c.data.tags) for c in children]
+    for child in children:
+        assert any(k.startswith("seed0.") and k.endswith(".val_map") for k in child.data.metrics)
+        assert "config.yaml" in {a.path for a in client.list_artifacts(child.info.run_id)}
+    for child in finished:  # a trial that ran to its end also has its weights and score figure
+        assert {a.path for a in client.list_artifacts(child.info.run_id)} >= {"val_scores.png", "checkpoint"}
+        assert {a.path for a in client.list_artifacts(child.info.run_id, "checkpoint")} == {
+            "checkpoint/model_synth_a.pt", "checkpoint/model_synth_b.pt"}
+    for run in runs:  # secrets never reach params or tags
+        assert not any(SECRET in v for v in [*run.data.params.values(), *run.data.tags.values()])
+
+    # Trials ran on both nodes (the driver's node, and rank 0's node).
+    nodes = {n.node_id for n in two_nodes.list_all_nodes()}
+    used = {c.data.tags[t] for c in children for t in ("node_id", "worker_node_id")}
+    assert used == nodes and len(nodes) == 2
+
+    # Artifacts went through the server to the bucket; Ray's trial state and checkpoints to S3.
+    stored = buckets.find("hlp-mlflow/artifacts")
+    for name in ("val_scores.png", "model_synth_a.pt", "config.yaml", "optimization_history.png",
+                 "sweep_summary.json"):
+        assert any(path.endswith(name) for path in stored), name
+    ray_files = buckets.find("hlp-ray/sweeps")
+    assert any("/hpcl-sweep/" in p for p in ray_files)
+    assert any("/checkpoint_" in p and p.endswith("state.pt") for p in ray_files)

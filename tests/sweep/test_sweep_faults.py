@@ -1,0 +1,126 @@
+"""Fault tests for `hlp sweep`: a killed training worker, and a killed sweep driver.
+
+Each sweep runs its own local Ray cluster under a private RAY_TMPDIR, so the test can find and
+kill exactly that cluster's processes (and clean them up) without touching any other Ray.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+from ray_processes import isolated_env as _env
+from ray_processes import kill_processes as _kill_processes
+from ray_processes import wait_until as _wait_until
+from support import EXPERIMENTS, TINY
+
+from hlp.config import load_config
+
+pytestmark = pytest.mark.slow
+
+
+def _sweep(tmp_path: Path, synth_root: Path, ray_tmpdir: str, *sets: str) -> list[str]:
+    return [sys.executable, "-m", "hlp.cli", "sweep", str(EXPERIMENTS / "hpcl.yaml"),
+            "--set", f"data.root={synth_root}", *[x for s in (*TINY, *sets) for x in ("--set", s)], "--output", "out"]
+
+
+def _registered_checkpoint(storage: Path) -> str | None:
+    """A Train run whose controller has registered two checkpoints (reports are asynchronous:
+    one still queued on a killed worker is lost, so wait for what the controller recorded)."""
+    for snapshot in storage.glob("hpcl-*/checkpoint_manager_snapshot.json"):
+        try:
+            results = json.loads(snapshot.read_text())["checkpoint_results"]
+        except (OSError, ValueError, KeyError):
+            continue  # being written
+        if len(results) >= 2:
+            return snapshot.parent.name
+    return None
+
+
+def _children(db: Path) -> tuple[list, list]:
+    client = MlflowClient(tracking_uri=f"sqlite:///{db}")
+    runs = client.search_runs([client.get_experiment_by_name("hpcl-sweep").experiment_id])
+    parents = [r for r in runs if r.info.run_name == "sweep-hpcl"]
+    assert len(parents) == 1
+    return parents, [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+
+
+def test_killed_training_worker_resumes_from_its_checkpoint(tmp_path, synth_root, ray_tmpdir):
+    """SIGKILL the Ray Train worker once a trial has checkpointed: FailureConfig restarts it from
+    the checkpoint, the trial and the sweep finish, and the child run records the resume."""
+    args = _sweep(tmp_path, synth_root, ray_tmpdir, "search.num_samples=1", "train.epochs=24",
+                  "train.checkpoint_every=1", "search.grace_period=24")
+    sweep = subprocess.Popen(args, cwd=tmp_path, env=_env(ray_tmpdir), stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    _wait_until(lambda: _registered_checkpoint(tmp_path / "ray_results") is not None, sweep)
+    killed_run = _registered_checkpoint(tmp_path / "ray_results")  # "hpcl-<trial id>": that trial's Train run
+    assert _kill_processes(ray_tmpdir, signal.SIGKILL, title="ray::RayTrainWorker") == 1
+    output, _ = sweep.communicate(timeout=900)
+    assert sweep.returncode == 0, output[-3000:]
+
+    summary = json.loads((tmp_path / "out" / "sweep_summary.json").read_text())
+    assert summary["trials"] == 1
+    _, children = _children(tmp_path / "mlflow.db")
+    assert len(children) == 1 and all(c.info.status == "FINISHED" for c in children)
+    resumed = {c.data.tags["trial_id"]: c.data.tags.get("resumed_from_epoch") for c in children}
+    killed_trial = killed_run.removeprefix("hpcl-")
+    assert resumed[killed_trial] is not None and int(resumed[killed_trial]) >= 0
+    # It went on from the checkpoint to the last epoch.
+    [child] = [c for c in children if c.data.tags["trial_id"] == killed_trial]
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    steps = [m.step for m in client.get_metric_history(child.info.run_id, "seed0.val_map")]
+    assert max(steps) == 24
+
+
+def test_killed_sweep_resumes_without_duplicates(tmp_path, synth_root, ray_tmpdir):
+    """Kill the sweep driver (and its cluster) after its first finished trial; --resume completes the
+    rest, and the finished sweep has everything a sweep promises (summary, parent, children)."""
+    base = _sweep(tmp_path, synth_root, ray_tmpdir, "search.num_samples=2")  # one finishes, one is left
+    driver = subprocess.Popen(base, cwd=tmp_path, env=_env(ray_tmpdir), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    db = tmp_path / "mlflow.db"
+    _wait_until(lambda: db.exists() and _finished_children(db) >= 1, driver)
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+    _kill_processes(ray_tmpdir, signal.SIGKILL)  # a dead driver's cluster: as after a crashed machine
+    assert not (tmp_path / "out" / "sweep_summary.json").exists()
+
+    result = subprocess.run([*base, "--resume"], cwd=tmp_path, env=_env(ray_tmpdir), capture_output=True,
+                            text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "resuming the sweep" in result.stderr
+    summary = json.loads((tmp_path / "out" / "sweep_summary.json").read_text())
+    assert summary["trials"] == 2
+    assert set(summary["best_params"]) == set(load_config(EXPERIMENTS / "hpcl.yaml").search.space)
+    assert summary["defaults_params"]["loss.lambda_hpcl"] == 0.3
+    for name in ("best", "defaults"):
+        assert set(summary[name]["domains"]) == {"synth_a", "synth_b"}
+        assert all(0.0 <= d["test_map"] <= 1.0 for d in summary[name]["domains"].values())
+    [parent], children = _children(db)
+    assert len(children) == 2 and len({c.data.tags["trial_id"] for c in children}) == 2
+    for child in children:
+        assert child.data.tags["sweep"] == "hpcl" and "loss.lambda_hpcl" in child.data.params
+        assert any(k.endswith(".val_map") for k in child.data.metrics)
+        assert not any("test" in k for k in child.data.metrics)  # trials never score the test split
+    assert "test_map.synth_a" in parent.data.metrics
+    client = MlflowClient(tracking_uri=f"sqlite:///{db}")
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"optimization_history.png", "param_importances.png", "sweep_summary.json"} <= artifacts
+
+
+def _finished_children(db: Path) -> int:
+    try:
+        with sqlite3.connect(db) as conn:
+            rows = conn.execute(
+                "select count(*) from runs r join tags t on r.run_uuid = t.run_uuid "
+                "where t.key = 'mlflow.parentRunId' and r.status = 'FINISHED'").fetchone()
+    except sqlite3.Error:
+        return 0
+    return rows[0]
