@@ -76,7 +76,7 @@ def plan(study: dict, out: Path, seeds: list[int] | None = None) -> list[tuple]:
 
 
 def report(study: dict, out: Path, reference: str | None = None) -> str:
-    from hlp.reproduce.stats import compare
+    from hlp.evaluate.paired import compare
 
     ref = reference or study.get("reference", next(iter(study["arms"])))
     lines = []

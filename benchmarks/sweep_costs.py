@@ -3,9 +3,9 @@
     python benchmarks/sweep_costs.py [--trials 8] [--epochs 3]
 
 1. Parallelism: the wall time of `--trials` short trials at max_concurrent 1 against 2, as a
-   ratio. Each trial is a Tune driver (1 CPU, idle while it waits) plus one Ray Train worker
-   (1 CPU, 1 thread); Ray is told the machine has 4 logical CPUs so that 2 trials fit, while
-   the real work runs on the cores there are.
+   ratio. Each trial is a Tune driver (no CPU reserved, idle while it waits) plus one Ray Train
+   worker (1 CPU, 1 thread: one seed, `search.seeds=[0]`); Ray is told the machine has 4 logical
+   CPUs, as before the driver stopped reserving one, while the real work runs on the cores there are.
 2. Fixed cost: trials of 0 epochs (data loading, Ray Train start, MLflow child run, the
    epoch-0 validation), as seconds per trial at max_concurrent 1.
 ASHA cannot stop these trials (grace period = epochs), so every trial does the same work.
@@ -33,7 +33,7 @@ SMALL = ["model.d_model=32", "model.heads=2", "model.d_k=32", "model.d_v=32", "m
 def timed_search(work: Path, name: str, trials: int, epochs: int, concurrent: int) -> tuple[float, list[float]]:
     cfg = load_config(EXPERIMENT, [
         *SMALL, f"name={name}", f"data.root={work / 'data'}", f"train.epochs={epochs}", "train.seeds=[0]",
-        "train.threads=1", f"search.num_samples={trials}", f"search.max_concurrent={concurrent}",
+        "search.seeds=[0]", "train.threads=1", f"search.num_samples={trials}", f"search.max_concurrent={concurrent}",
         f"search.grace_period={max(1, epochs)}", f"resources.storage_path={work / 'ray'}",
         f"tracking.uri=sqlite:///{work / 'mlflow.db'}", f"tracking.experiment={name}",
     ])

@@ -148,6 +148,13 @@ def _print_summary(summary: dict) -> None:
     table.add_row("mean val mAP", f"{summary['best']['mean_val_map']:.3f}", f"{summary['defaults']['mean_val_map']:.3f}")
     table.add_row("mean test mAP", f"{summary['best']['mean_test_map']:.3f}",
                   f"{summary['defaults']['mean_test_map']:.3f}")
+    verdict = summary.get("verdict")
+    if verdict:
+        for domain, d in verdict["domains"].items():
+            table.add_row(f"{domain}: best - defaults", f"{d['diff']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]",
+                          "95 % CI over test videos")
+        table.add_row("mean: best - defaults", f"{verdict['diff']:+.3f} [{verdict['ci95'][0]:+.3f}, "
+                      f"{verdict['ci95'][1]:+.3f}]", verdict["says"])
     Console().print(table)
 
 

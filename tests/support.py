@@ -11,7 +11,7 @@ from ray_processes import isolated_env
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 TINY = ["model.d_model=16", "model.heads=2", "model.d_k=16", "model.d_v=16", "model.ffn_dim=32",
-        "train.epochs=3", "train.seeds=[0]", "train.threads=1", "search.num_samples=3", "search.grace_period=1"]  # a sweep in seconds
+        "train.epochs=3", "train.seeds=[0]", "train.threads=1", "search.num_samples=3", "search.grace_period=1", "search.seeds=[0]"]  # a sweep in seconds
 
 
 def extraction_yaml(path: Path, inputs: str, output: str, **resources) -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from hlp.reproduce.stats import VERDICTS
+from hlp.evaluate.paired import VERDICTS
 
 SELECTION_NOTE = (
     "**val-selected**: each seed's epoch and scoring mode chosen on the validation split carved from "

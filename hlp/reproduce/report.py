@@ -10,9 +10,9 @@ import math
 import numpy as np
 
 from hlp.data.datasets import grouped_skips
+from hlp.evaluate.paired import compare
 from hlp.reproduce.config import ReproduceConfig
 from hlp.reproduce.published import PAPER_DOMAINS, UMT_DOMAINS, mean_over, paper_average
-from hlp.reproduce.stats import compare
 from hlp.reproduce.tables import CLAIMS, Cell, Table
 from hlp.tracking import git_commit
 

@@ -13,7 +13,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import optuna  # noqa: E402
-
 from ray.tune.search.optuna import OptunaSearch  # noqa: E402
 
 from hlp.config import SearchParam  # noqa: E402

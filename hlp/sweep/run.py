@@ -1,11 +1,12 @@
 """`hlp sweep`: search the experiment's `search.space` with Ray Tune + Optuna, then report.
 
-Each trial is a plain function, a Train V2 driver that builds a TorchTrainer for the first seed
-and trains every domain in lockstep (passing a Trainer to a Tuner is refused under V2).
-`TuneReportCallback` forwards rank 0's mean validation mAP per epoch: Optuna's seeded TPE
-proposes from it and ASHA stops on it. Trials never score the test split. At the end the best
-configuration and the experiment's own defaults both train on every seed and are scored on the
-test split once, for `sweep_summary.json` and the printed table.
+Each trial is a plain function, a Train V2 driver that builds a TorchTrainer with one worker per
+(seed, fold) of `search.seeds` (passing a Trainer to a Tuner is refused under V2); every domain
+trains in lockstep. `TuneReportCallback` forwards the replicas' mean validation mAP per epoch:
+Optuna's seeded TPE proposes from it and ASHA stops on it. Trials never score the test split.
+At the end the best configuration and the experiment's own defaults both train on every seed
+and are scored on the test split once, for `sweep_summary.json`, the printed table and the
+verdict (the paired difference with its bootstrap interval over test videos).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import ray
 from optuna.samplers import TPESampler
 from ray import tune
@@ -23,13 +25,18 @@ from ray.tune.search.optuna import OptunaSearch
 
 from hlp.cluster import ensure_ray
 from hlp.config import ExperimentConfig, config_from_dict, flatten, set_dotted, to_yaml
+from hlp.data.datasets import Dataset
+from hlp.evaluate.evaluation import video_map
+from hlp.evaluate.paired import HOLDS, REVERSED, TOO_FEW, UNRESOLVED, compare
 from hlp.storage import ray_storage
 from hlp.sweep.figures import optuna_figures
 from hlp.sweep.space import check_space, tune_space
 from hlp.sweep.trial import trial
 from hlp.tracking import Tracker, run_tags
-from hlp.train.ray_train import run_key
+from hlp.train.ray_train import replicas_of, run_key
 from hlp.train.run import preflight
+
+DRIVER_MEMORY = 64 * 2**20  # bytes; what a trial's driver holds: a config, a client, its trainer's handle
 
 
 def run_sweep(cfg: ExperimentConfig, output: Path, resume: bool,
@@ -37,7 +44,7 @@ def run_sweep(cfg: ExperimentConfig, output: Path, resume: bool,
               log: Callable[[str], None] = print) -> dict:
     """Search, then train the winner and the defaults on every seed and score them on test once."""
     check_space(cfg)
-    preflight(cfg, log)
+    dataset, _, _ = preflight(cfg, log)
     output.mkdir(parents=True, exist_ok=True)
     state_path = output / "sweep_state.json"
     state = json.loads(state_path.read_text()) if resume and state_path.exists() else {}
@@ -49,7 +56,7 @@ def run_sweep(cfg: ExperimentConfig, output: Path, resume: bool,
     ensure_ray(cfg.resources.address)
     _warn_if_oversubscribed(cfg, log)
     grid = search(cfg, parent.run_id, resume, log)
-    return _report(cfg, grid, output, parent, train, log)
+    return _report(cfg, grid, output, parent, train, log, dataset)
 
 
 def search(cfg: ExperimentConfig, parent_run_id: str | None, resume: bool = False,
@@ -57,7 +64,10 @@ def search(cfg: ExperimentConfig, parent_run_id: str | None, resume: bool = Fals
     """The Tune part alone (Ray already initialised): trials on validation mAP; a ResultGrid."""
     storage_path, filesystem = ray_storage(cfg.resources.storage_path)
     trainable = tune.with_parameters(trial, base=cfg.model_dump(), parent_run_id=parent_run_id, sweep_name=cfg.name)
-    trainable = tune.with_resources(trainable, {"CPU": 1})
+    # The trial's driver only waits on its TorchTrainer; a CPU reserved for it would leave a
+    # 2-CPU machine room for one worker, and a 2-seed trial could never be placed. Tune refuses an
+    # empty request, so the driver asks for a token of memory instead.
+    trainable = tune.with_resources(trainable, {"CPU": 0, "memory": DRIVER_MEMORY})
     path = f"{storage_path.rstrip('/')}/{cfg.name}-sweep"
     if resume and tune.Tuner.can_restore(path, storage_filesystem=filesystem):
         log(f"resuming the sweep stored at {path}")
@@ -70,8 +80,8 @@ def search(cfg: ExperimentConfig, parent_run_id: str | None, resume: bool = Fals
             metric="val_map", mode="max", num_samples=s.num_samples, max_concurrent_trials=s.max_concurrent,
             search_alg=OptunaSearch(space=tune_space(s.space), metric="val_map", mode="max",
                                     sampler=TPESampler(seed=s.seed)),
-            # Reports run from epoch 0 to the final one (epochs + 1); ASHA stops a trial that
-            # reaches max_t, so max_t lies beyond it and the trial closes its own MLflow run.
+            # Reports run from epoch 0 to `epochs`, then a final one without an epoch (ASHA passes
+            # over it); ASHA stops a trial that reaches max_t, so max_t lies beyond every report.
             scheduler=ASHAScheduler(time_attr="epoch", max_t=cfg.train.epochs + 2, grace_period=s.grace_period,
                                     reduction_factor=s.reduction_factor),
         ),
@@ -81,15 +91,18 @@ def search(cfg: ExperimentConfig, parent_run_id: str | None, resume: bool = Fals
 
 
 def _warn_if_oversubscribed(cfg: ExperimentConfig, log: Callable[[str], None]) -> None:
-    """Tune reserves only each trial's driver CPU; workers that cannot be placed time out and
-    retry (STACK-NOTES), so say when max_concurrent asks for more than the cluster has."""
+    """Workers that cannot be placed time out and retry (STACK-NOTES), so say when
+    max_concurrent trials of their replicas ask for more than the cluster has."""
     res = cfg.resources
-    per_trial = 1 + res.workers * res.cpus_per_worker
-    cpus = ray.cluster_resources().get("CPU", 0)
-    if cfg.search.max_concurrent * per_trial > cpus:
+    workers = max(res.workers, len(replicas_of(cfg)))
+    per_trial = workers * (1 if res.use_gpu else res.cpus_per_worker)
+    kind = "GPU" if res.use_gpu else "CPU"
+    have = ray.cluster_resources().get(kind, 0)
+    if cfg.search.max_concurrent * per_trial > have:
         log(f"warning: search.max_concurrent={cfg.search.max_concurrent} trials need "
-            f"{cfg.search.max_concurrent * per_trial:g} CPUs (1 driver + {res.workers} x {res.cpus_per_worker:g} "
-            f"per trial) but the cluster has {cpus:g}; trials will wait for workers (an autoscaler may add nodes)")
+            f"{cfg.search.max_concurrent * per_trial:g} {kind}s ({workers} workers per trial: search.seeds x folds, "
+            f"or resources.workers) but the cluster has {have:g}; trials will wait for workers "
+            f"(an autoscaler may add nodes)")
 
 
 def _final_runs(cfg: ExperimentConfig, configs: dict[str, ExperimentConfig], output: Path, parent_run_id: str | None,
@@ -110,7 +123,7 @@ def _final_runs(cfg: ExperimentConfig, configs: dict[str, ExperimentConfig], out
     return {role: future.result() for role, future in futures.items()}
 
 
-def _report(cfg, grid, output: Path, parent: Tracker, train, log) -> dict:
+def _report(cfg, grid, output: Path, parent: Tracker, train, log, dataset: Dataset) -> dict:
     # A trial that ran to its end made the final report; ASHA's stopped trials did not.
     parent.close_children({r.metrics.get("trial_id") for r in grid if r.error is None and not r.metrics.get("final")})
     best = grid.get_best_result(metric="val_map", mode="max", scope="all")
@@ -127,7 +140,14 @@ def _report(cfg, grid, output: Path, parent: Tracker, train, log) -> dict:
                   "domains": {d: {k: v[k] for k in ("val_map", "test_map", "test_map_std")}
                               for d, v in m["domains"].items()}} for name, m in runs.items()},
     }
+    summary["verdict"] = verdict_of(output, cfg.train.seeds, dataset, cfg.search.bootstrap)
     (output / "sweep_summary.json").write_text(json.dumps(summary, indent=2))
+    v = summary["verdict"]
+    log(f"verdict: best - defaults = {v['diff']:+.3f} test mAP, 95 % CI [{v['ci95'][0]:+.3f}, {v['ci95'][1]:+.3f}] "
+        f"over test videos: {v['says']}")
+    parent.set_tags({"verdict": v["says"]})
+    parent.log_metrics({"verdict.diff": v["diff"], "verdict.ci95_low": v["ci95"][0], "verdict.ci95_high": v["ci95"][1],
+                        **{f"verdict.diff.{d}": x["diff"] for d, x in v["domains"].items()}})
     parent.log_metrics({f"test_map.{d}": v["test_map"] for d, v in summary["best"]["domains"].items()})
     parent.log_metrics({"best_val_map": summary["best"]["mean_val_map"], "best_test_map": summary["best"]["mean_test_map"]})
     for figure in optuna_figures(grid, cfg.search.space, output):
@@ -135,3 +155,28 @@ def _report(cfg, grid, output: Path, parent: Tracker, train, log) -> dict:
     parent.log_artifact(output / "sweep_summary.json")
     parent.finish()
     return summary
+
+
+def per_video_ap(scores_file: Path, dataset: Dataset) -> dict[str, dict[str, float]]:
+    """domain -> {video id: AP} of one seed's test scores (`scores_test_seed<N>.json`)."""
+    out: dict[str, dict[str, float]] = {}
+    for vid, scores in json.loads(scores_file.read_text()).items():
+        video = dataset.videos[vid]
+        out.setdefault(video.domain, {})[vid] = video_map(video, np.asarray(scores))
+    return out
+
+
+def verdict_of(output: Path, seeds: list[int], dataset: Dataset, resamples: int) -> dict:
+    """The winner against the defaults on the test split, paired by seed and by video: the mean
+    difference per domain and overall, its 95 % bootstrap interval over test videos, and whether
+    the winner beats the defaults (the interval above 0)."""
+    per_role = {}
+    for role in ("best", "defaults"):
+        per_seed = {s: per_video_ap(output / role / f"scores_test_seed{s}.json", dataset) for s in seeds}
+        per_role[role] = {d: {s: per_seed[s][d] for s in seeds if d in per_seed[s]}
+                          for d in {d for aps in per_seed.values() for d in aps}}
+    result = compare(per_role["best"], per_role["defaults"], resamples)
+    says = {HOLDS: "the best configuration beats the defaults", REVERSED: "the defaults beat the best configuration",
+            UNRESOLVED: "no resolved difference: the interval holds 0",
+            TOO_FEW: "too few test videos to resolve a difference"}
+    return {**result, "says": says.get(result["verdict"], result["verdict"]), "beats_defaults": result["verdict"] == HOLDS}

@@ -19,9 +19,10 @@ def check_space(cfg: ExperimentConfig) -> None:
     known = flatten(cfg)
     if not cfg.search.space:
         raise ConfigError("search.space is empty: nothing to sweep")
-    if cfg.eval.selection == "kfold":  # a trial's per-epoch objective is one validation curve
-        raise ConfigError("eval.selection: kfold is not supported by hlp sweep yet; sweep with "
-                          "eval.selection=carve and train the winner with kfold")
+    replicas = len(cfg.search.seeds) * (cfg.eval.folds if cfg.eval.selection == "kfold" else 1)
+    if replicas > 1 and cfg.resources.workers != 1:  # each (seed, fold) is one worker of the trial
+        raise ConfigError(f"a trial trains {replicas} replicas (search.seeds x the folds of eval.selection kfold), "
+                          f"one worker each: resources.workers must be 1, got {cfg.resources.workers}")
     for key, param in cfg.search.space.items():
         if key not in known:
             hint = difflib.get_close_matches(key, list(known), n=1)

@@ -1,8 +1,9 @@
 """One sweep trial: a Train V2 driver that runs a TorchTrainer and records the trial in MLflow.
 
 Tune calls `trial` as a plain function (passing a Trainer to a Tuner is refused under V2).
-`TuneReportCallback` forwards rank 0's per-epoch mean validation mAP to Tune, which Optuna
-and ASHA read. The child run gets what a person comparing trials wants to open: the resolved
+The trainer runs one worker per replica, a (seed, fold) of `search.seeds` and eval.selection;
+`TuneReportCallback` forwards rank 0's per-epoch mean validation mAP over the replicas to
+Tune, which Optuna and ASHA read. The child run gets what a person comparing trials wants to open: the resolved
 YAML, the selected weights per domain, and predicted scores against labels on validation
 videos. Trials never score the test split.
 """
@@ -17,7 +18,7 @@ from hlp.plots import score_timelines
 from hlp.tracking import Tracker, run_tags
 from hlp.train import model_file
 from hlp.train.loop import FitResult
-from hlp.train.ray_train import fit_with_ray
+from hlp.train.ray_train import fit_with_ray, replicas_of
 
 SHOWN_VIDEOS = 6  # validation videos in the trial's score figure
 
@@ -38,8 +39,10 @@ def trial(params: dict, base: dict, parent_run_id: str | None, sweep_name: str) 
     _log_text(child, "config.yaml", to_yaml(cfg))  # first, so a trial that ASHA stops still has it
     try:
         # Named after the trial with no timestamp: a retried or resumed trial finds its checkpoints.
-        results = fit_with_ray(cfg, cfg.train.seeds[0], child.run_id, run_name=f"{sweep_name}-{trial_id}",
-                               callbacks=[TuneReportCallback()], score_test=False)
+        replicas = replicas_of(cfg)  # one worker per (seed, fold); a single carved seed trains as `hlp train` does
+        results = fit_with_ray(cfg, replicas[0]["seed"], child.run_id, run_name=f"{sweep_name}-{trial_id}",
+                               callbacks=[TuneReportCallback()], score_test=False,
+                               replicas=replicas if len(replicas) > 1 or replicas[0]["fold"] is not None else None)
         child.log_metrics({f"val_map.{d}": r.val_map for d, r in results.items()})
         log_trial_artifacts(child, cfg, results)
     except BaseException:

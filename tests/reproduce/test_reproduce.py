@@ -18,8 +18,8 @@ from ray_processes import isolated_env, kill_processes, wait_until
 
 from hlp.config import ConfigError, load_config
 from hlp.data.synth import SynthSpec, write_synthetic, write_synthetic_tvsum
+from hlp.evaluate.paired import compare
 from hlp.reproduce.config import ReproduceConfig
-from hlp.reproduce.stats import compare
 from hlp.reproduce.tables import plan, tables_of
 
 EXPERIMENT = Path(__file__).resolve().parents[2] / "experiments" / "reproduce.yaml"
