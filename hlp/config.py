@@ -101,13 +101,15 @@ def settings_of(section: BaseModel, settings: type[Settings]) -> Settings:
 
 
 class _Settings(_Section):
-    """A section that carries a component's settings: their defaults and checks are the component's
-    own (`hlp.models.settings`), so the config and the model can never disagree."""
+    """A section that carries a component's settings: their defaults and each setting's check are
+    the component's own (`hlp.models.settings`), so the config and the model never disagree. A
+    constraint between settings (heads dividing d_k) is met when the model is built: one run fails,
+    not the whole job it belongs to."""
     component: ClassVar[type]
 
     @model_validator(mode="after")
     def _component_accepts(self) -> "_Settings":
-        settings_of(self, self.component)  # a ValueError that names the field
+        self.component.check_each({f.name: getattr(self, f.name) for f in dataclasses.fields(self.component)})
         return self
 
 

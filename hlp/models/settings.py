@@ -7,8 +7,9 @@ field name; the experiment config never reaches `hlp.models`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 Block = Literal["paper", "standard"]
 Positional = Literal["none", "sine", "learned"]
@@ -27,6 +28,7 @@ class AttentionConfig:
     with W_O, dropout 0.5 on the input features and 0.1 inside, no positions (sine cost 0.008
     validation mAP on YouTube over 3 seeds; README: Recipe). `LITERAL` is eq. 1-3 as printed.
     """
+
     d_model: int = 256
     heads: int = 8
     layers: int = 2
@@ -38,19 +40,26 @@ class AttentionConfig:
     positional: Positional = "none"  # added to each stream's projected input
     input_dropout: float = 0.5  # on the input features only, before the projection
 
-    def __post_init__(self) -> None:
+    @staticmethod
+    def check_each(values: Mapping[str, Any]) -> None:
+        """Every setting on its own; the config refuses the same values, naming the key."""
         for name in ("d_model", "heads", "layers", "d_k", "d_v", "ffn_dim"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+            if values[name] < 1:
+                raise ValueError(f"{name} must be >= 1, got {values[name]}")
         for name in ("dropout", "input_dropout"):
-            if not 0 <= getattr(self, name) < 1:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        if self.block not in ("paper", "standard"):
-            raise ValueError(f"block must be 'paper' or 'standard', got {self.block!r}")
-        if self.positional not in ("none", "sine", "learned"):
-            raise ValueError(f"positional must be 'none', 'sine' or 'learned', got {self.positional!r}")
+            if not 0 <= values[name] < 1:
+                raise ValueError(f"{name} must be in [0, 1), got {values[name]}")
+        if values["block"] not in ("paper", "standard"):
+            raise ValueError(f"block must be 'paper' or 'standard', got {values['block']!r}")
+        if values["positional"] not in ("none", "sine", "learned"):
+            raise ValueError(f"positional must be 'none', 'sine' or 'learned', got {values['positional']!r}")
+
+    def __post_init__(self) -> None:
+        self.check_each(vars(self))
+        # Between settings, so met when the blocks are built: a run with 3 heads on 16 dimensions
+        # fails alone, and the rest of a long job (a reproduction's other rows) still runs.
         if self.d_k % self.heads or self.d_v % self.heads:
-            raise ValueError(f"heads must divide d_k={self.d_k} and d_v={self.d_v} (both divisible by it), got {self.heads}")
+            raise ValueError(f"d_k={self.d_k} and d_v={self.d_v} must be divisible by heads={self.heads}")
 
 
 # Eq. 1-3 read literally (experiments/paper-literal.yaml): post-norm, no W_O, no residual around
@@ -62,6 +71,7 @@ LITERAL = {"block": "paper", "positional": "none", "dropout": 0.5, "input_dropou
 class LossSettings:
     """Eq 11's weights and the terms' settings. Section 4.2 gives the lambdas (1, 0.3, 0.1), the
     margin 0.7 and L = 3; tau is not given (0.1, the supervised-contrastive default range)."""
+
     lambda_ce: float = 1.0
     lambda_hpcl: float = 0.3
     lambda_rank: float = 0.1
@@ -70,11 +80,16 @@ class LossSettings:
     region: int = 3
     normalize: bool = True  # L2-normalise the embedding before HPCL and the hinge (SupCon)
 
-    def __post_init__(self) -> None:
+    @staticmethod
+    def check_each(values: Mapping[str, Any]) -> None:
+        """Every setting on its own; the config refuses the same values, naming the key."""
         for name in ("lambda_ce", "lambda_hpcl", "lambda_rank", "margin"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
-        if self.region < 1:  # L = 0 pairs nothing: eq 9 needs at least the watershed's neighbours
-            raise ValueError(f"region must be >= 1, got {self.region}")
+            if values[name] < 0:
+                raise ValueError(f"{name} must be >= 0, got {values[name]}")
+        if values["temperature"] <= 0:
+            raise ValueError(f"temperature must be > 0, got {values['temperature']}")
+        if values["region"] < 1:  # L = 0 pairs nothing: eq 9 needs at least the watershed's neighbours
+            raise ValueError(f"region must be >= 1, got {values['region']}")
+
+    def __post_init__(self) -> None:
+        self.check_each(vars(self))
