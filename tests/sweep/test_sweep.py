@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from support import EXPERIMENTS, TINY
+from support import EXPERIMENTS
 
 from hlp.config import ConfigError, load_config, set_dotted
 from hlp.sweep.space import check_space, tune_space
@@ -115,42 +115,3 @@ def test_replicas_are_every_seed_and_fold_and_their_mean_is_the_objective(synth_
                                  [{"seed": 0, "fold": None}, {"seed": 1, "fold": None}])
     assert metrics["val_map"] == pytest.approx(0.6) and metrics["a.val_map"] == pytest.approx(0.6)
     assert metrics["seed1.a.loss_ce"] == 2.0 and "a.loss_ce" not in metrics
-
-
-@pytest.mark.slow
-def test_a_trial_trains_its_seeds_side_by_side_and_tune_reads_their_mean(tmp_path, synth_root, ray_tmpdir):
-    from mlflow.tracking import MlflowClient
-    from ray_processes import isolated_env
-
-    sets = [*TINY, f"data.root={synth_root}", "search.seeds=[0,1]", "search.num_samples=2", "train.epochs=2"]
-    result = subprocess.run([sys.executable, "-m", "hlp.cli", "sweep", str(EXPERIMENTS / "hpcl.yaml"),
-                             *[x for s in sets for x in ("--set", s)], "--output", "out"],
-                            cwd=tmp_path, env=isolated_env(ray_tmpdir), capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stderr[-3000:]
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    runs = client.search_runs([client.get_experiment_by_name("hpcl-sweep").experiment_id])
-    [parent] = [r for r in runs if r.info.run_name == "sweep-hpcl"]
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    assert len(children) == 2
-    # The verdict: the winner against the defaults on train.seeds, paired, with its interval.
-    verdict = json.loads((tmp_path / "out" / "sweep_summary.json").read_text())["verdict"]
-    assert set(verdict["domains"]) == {"synth_a", "synth_b"}
-    low, high = verdict["ci95"]
-    assert low <= verdict["diff"] <= high and verdict["beats_defaults"] == (low > 0)
-    assert parent.data.tags["verdict"] == verdict["says"] and "verdict.diff" in parent.data.metrics
-    assert "best - defaults" in result.stdout
-    for child in children:
-        curves = {k: {m.step: m.value for m in client.get_metric_history(child.info.run_id, k)}
-                  for k in ("seed0.val_map", "seed1.val_map", "val_map")}
-        assert set(curves["val_map"]) == {0, 1, 2}
-        for step, value in curves["val_map"].items():
-            assert value == pytest.approx((curves["seed0.val_map"][step] + curves["seed1.val_map"][step]) / 2)
-        assert curves["seed0.val_map"] != curves["seed1.val_map"]  # two seeds, two models
-        assert child.data.tags["replicas"] == "seed0, seed1"
-    # What Tune received (and so Optuna and ASHA, which read `val_map`): the mean, every epoch.
-    reports = [json.loads(line) for path in (tmp_path / "ray_results" / "hpcl-sweep").glob("*/result.json")
-               for line in path.read_text().splitlines()]
-    per_epoch = [r for r in reports if "seed0.val_map" in r]
-    assert len(per_epoch) == 2 * 3
-    for r in per_epoch:
-        assert r["val_map"] == pytest.approx((r["seed0.val_map"] + r["seed1.val_map"]) / 2)
