@@ -6,6 +6,7 @@ the figures do not depend on the searcher's private state and also work after `-
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib
@@ -24,7 +25,7 @@ def study_from(grid, space: dict[str, SearchParam]) -> optuna.Study:
     distributions = OptunaSearch.convert_search_space(tune_space(space))  # exactly what TPE sampled from
     for result in grid:
         value = (result.metrics or {}).get("val_map")
-        if value is None or result.error:
+        if value is None or result.error or math.isnan(value):  # Optuna refuses NaN objectives
             continue
         params = {k: result.config[k] for k in space}
         study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions, value=float(value)))

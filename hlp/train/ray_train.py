@@ -145,7 +145,9 @@ def _replica_worker(config: dict) -> None:
         tracker.set_tags({"worker_node_id": ray.get_runtime_context().get_node_id(),
                           "replicas": ", ".join(replica_name(r) for r in replicas),
                           **({"resumed_from_epoch": resume["epoch"]} if resume else {})})
-    last, latest, objective = cfg.train.epochs, {}, {}
+    # The per-domain objective curves travel in rank 0's state: a resumed trial still reports
+    # the best of every epoch, not only of those it redid.
+    last, latest, objective = cfg.train.epochs, {}, {k: list(v) for k, v in (resume or {}).get("objective", {}).items()}
 
     def on_epoch(record: EpochRecord, state) -> None:
         latest["state"] = state
@@ -158,11 +160,14 @@ def _replica_worker(config: dict) -> None:
             if tracker:
                 tracker.log_metrics(metrics, step=record.epoch)
         keep = record.epoch % cfg.train.checkpoint_every == 0 or record.epoch == last
-        _report(metrics if rank == 0 else {"epoch": record.epoch}, {state_file: state()} if keep else None)
+        _report(metrics if rank == 0 else {"epoch": record.epoch}, {state_file: with_objective(state())} if keep else None)
+
+    def with_objective(state: dict) -> dict:
+        return {**state, "objective": {k: list(v) for k, v in objective.items()}}
 
     results = fit(replica_splits(cfg, me), own, me["seed"], Worker(0, 1, ray.train.torch.get_device()), resume,
                   on_epoch, score_test=False)
-    final = {state_file: latest["state"]()} if "state" in latest else {}
+    final = {state_file: with_objective(latest["state"]())} if "state" in latest else {}
     if rank == 0:
         final[RESULTS] = _results_payload(results)
     # Per domain the best epoch of the replicas' mean curve, as eval.selection kfold chooses it.
