@@ -55,8 +55,8 @@ def _children(db: Path) -> tuple[list, list]:
 def test_killed_training_worker_resumes_from_its_checkpoint(tmp_path, synth_root, ray_tmpdir):
     """SIGKILL the Ray Train worker once a trial has checkpointed: FailureConfig restarts it from
     the checkpoint, the trial and the sweep finish, and the child run records the resume."""
-    args = _sweep(tmp_path, synth_root, ray_tmpdir, "search.num_samples=1", "train.epochs=24",
-                  "train.checkpoint_every=1", "search.grace_period=24")
+    args = _sweep(tmp_path, synth_root, ray_tmpdir, "search.num_samples=1", "train.epochs=12",
+                  "train.checkpoint_every=1", "search.grace_period=12")
     sweep = subprocess.Popen(args, cwd=tmp_path, env=_env(ray_tmpdir), stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
     _wait_until(lambda: _registered_checkpoint(tmp_path / "ray_results") is not None, sweep)
@@ -76,15 +76,13 @@ def test_killed_training_worker_resumes_from_its_checkpoint(tmp_path, synth_root
     [child] = [c for c in children if c.data.tags["trial_id"] == killed_trial]
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     steps = [m.step for m in client.get_metric_history(child.info.run_id, "seed0.val_map")]
-    assert max(steps) == 24
+    assert max(steps) == 12
 
 
 def test_killed_sweep_resumes_without_duplicates(tmp_path, synth_root, ray_tmpdir):
     """Kill the sweep driver (and its cluster) after its first finished trial; --resume completes the
-    rest, and the finished sweep has everything a sweep promises (summary, parent, children).
-    Each trial trains seeds 0 and 1 side by side (two workers), and what Tune, Optuna and ASHA
-    read is their mean."""
-    base = _sweep(tmp_path, synth_root, ray_tmpdir, "search.num_samples=2", "search.seeds=[0,1]")  # one finishes, one is left
+    rest, and the finished sweep has everything a sweep promises (summary, parent, children)."""
+    base = _sweep(tmp_path, synth_root, ray_tmpdir, "search.num_samples=2")  # one finishes, one is left
     driver = subprocess.Popen(base, cwd=tmp_path, env=_env(ray_tmpdir), stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, start_new_session=True)
     db = tmp_path / "mlflow.db"
@@ -113,21 +111,6 @@ def test_killed_sweep_resumes_without_duplicates(tmp_path, synth_root, ray_tmpdi
         assert not any("test" in k for k in child.data.metrics)  # trials never score the test split
     assert "test_map.synth_a" in parent.data.metrics
     client = MlflowClient(tracking_uri=f"sqlite:///{db}")
-    for child in children:  # both seeds' curves and their mean, at every epoch the trial reported
-        curves = {k: {m.step: m.value for m in client.get_metric_history(child.info.run_id, k)}
-                  for k in ("seed0.val_map", "seed1.val_map", "val_map")}
-        assert curves["val_map"] and set(curves["val_map"]) == set(curves["seed0.val_map"]) == set(curves["seed1.val_map"])
-        for step, value in curves["val_map"].items():
-            assert value == pytest.approx((curves["seed0.val_map"][step] + curves["seed1.val_map"][step]) / 2)
-        assert curves["seed0.val_map"] != curves["seed1.val_map"]  # two seeds, two models
-        assert child.data.tags["replicas"] == "seed0, seed1"
-    # What Tune received (and so Optuna and ASHA, which read `val_map`): the mean, every epoch.
-    reported = [json.loads(line) for path in (tmp_path / "ray_results" / "hpcl-sweep").glob("*/result.json")
-                for line in path.read_text().splitlines()]
-    per_epoch = [r for r in reported if "seed0.val_map" in r]
-    assert len(per_epoch) >= 2 * 2  # both trials, at least epochs 0 and 1 (ASHA may stop one later)
-    for r in per_epoch:
-        assert r["val_map"] == pytest.approx((r["seed0.val_map"] + r["seed1.val_map"]) / 2)
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"optimization_history.png", "param_importances.png", "sweep_summary.json"} <= artifacts
 
