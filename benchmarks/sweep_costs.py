@@ -1,29 +1,38 @@
-"""Sweep costs: parallel trials, and the fixed cost of a trial, measured in one run.
+"""Sweep costs: parallel trials, the fixed cost of a trial and where it goes, measured in one run.
 
     python benchmarks/sweep_costs.py [--trials 8] [--epochs 3]
 
 1. Parallelism: the wall time of `--trials` short trials at max_concurrent 1 against 2, as a
    ratio. Each trial is a Tune driver (no CPU reserved, idle while it waits) plus one Ray Train
-   worker (1 CPU, 1 thread: one seed, `search.seeds=[0]`); Ray is told the machine has 4 logical
-   CPUs, as before the driver stopped reserving one, while the real work runs on the cores there are.
-2. Fixed cost: trials of 0 epochs (data loading, Ray Train start, MLflow child run, the
-   epoch-0 validation), as seconds per trial at max_concurrent 1.
-ASHA cannot stop these trials (grace period = epochs), so every trial does the same work.
+   worker (1 CPU, 1 thread: one seed, `search.seeds=[0]`).
+2. Fixed cost: trials of 0 epochs (data from the object store, Ray Train start, MLflow child run,
+   the epoch-0 validation), as seconds per trial at max_concurrent 1.
+3. Where the fixed cost goes: the same number of Tune trials that do nothing, then trials that
+   run a TorchTrainer whose worker does nothing (Ray Train V2's start and stop alone), with Ray's
+   own settings and with the ones hlp gives a Ray it starts (`hlp.cluster.LOCAL_TRAIN_ENV`).
+   What a 0-epoch trial costs beyond the empty TorchTrainer is hlp's own work.
+Parts 1-2 run on a Ray started as `hlp` starts one; the Ray of part 3 with Ray's settings is a
+second one, started after the first stops. ASHA cannot stop these trials (grace period = epochs).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
 
 import ray
+import ray.train
+from ray import tune
 
+from hlp.cluster import LOCAL_TRAIN_ENV, ensure_ray
 from hlp.config import load_config
+from hlp.data.datasets import load_dataset_for
 from hlp.data.synth import SynthSpec, write_synthetic
-from hlp.sweep.run import search
+from hlp.sweep.run import DRIVER_MEMORY, search
 from hlp.tracking import Tracker
 
 EXPERIMENT = Path(__file__).resolve().parents[1] / "experiments" / "hpcl.yaml"
@@ -39,9 +48,38 @@ def timed_search(work: Path, name: str, trials: int, epochs: int, concurrent: in
     ])
     parent = Tracker(cfg.tracking.uri, cfg.tracking.experiment, name, {}, True)
     start = time.perf_counter()
-    grid = search(cfg, parent.run_id, log=lambda line: None)
+    grid = search(cfg, parent.run_id, log=lambda line: None, dataset=load_dataset_for(cfg.data))
     wall = time.perf_counter() - start
     return wall, [r.metrics.get("time_total_s", float("nan")) for r in grid]
+
+
+def _idle_worker(config: dict) -> None:
+    ray.train.report({"val_map": 0.0})
+
+
+def _empty_trial(params: dict) -> None:
+    tune.report({"val_map": 0.0})
+
+
+def _empty_trainer_trial(params: dict) -> None:
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    TorchTrainer(_idle_worker, scaling_config=ScalingConfig(num_workers=1, resources_per_worker={"CPU": 1}),
+                 run_config=RunConfig(name=tune.get_context().get_trial_id(), storage_path=params["storage"],
+                                      callbacks=[TuneReportCallback()])).fit()
+
+
+def per_trial(work: Path, trainable, trials: int) -> float:
+    """Seconds per trial of `trials` in a row, as `hlp sweep` schedules them (no CPU for the driver)."""
+    tuner = tune.Tuner(tune.with_resources(trainable, {"CPU": 0, "memory": DRIVER_MEMORY}),
+                       param_space={"storage": str(work / "train")},
+                       tune_config=tune.TuneConfig(num_samples=trials, max_concurrent_trials=1),
+                       run_config=tune.RunConfig(storage_path=str(work / "tune"), name=f"{trainable.__name__}-{time.time_ns()}"))
+    start = time.perf_counter()
+    tuner.fit()
+    return (time.perf_counter() - start) / trials
 
 
 def main() -> None:
@@ -52,17 +90,32 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="hlp-sweep-costs-"))
     write_synthetic(str(work / "data"), SynthSpec(videos_per_domain=16, min_clips=40, max_clips=80))
-    ray.init(num_cpus=4)
+    user_env = {k: os.environ[k] for k in LOCAL_TRAIN_ENV if k in os.environ}
+    ensure_ray("local")  # as `hlp sweep` starts Ray on a machine of one's own
 
     one, _ = timed_search(work, "conc1", args.trials, args.epochs, 1)
     two, _ = timed_search(work, "conc2", args.trials, args.epochs, 2)
-    zero, per_trial = timed_search(work, "zero", args.fixed_trials, 0, 1)
+    zero, in_trial = timed_search(work, "zero", args.fixed_trials, 0, 1)
+    empty = per_trial(work, _empty_trial, args.fixed_trials)
+    trainer_hlp = per_trial(work, _empty_trainer_trial, args.fixed_trials)
+    ray.shutdown()
+    for key in set(LOCAL_TRAIN_ENV) - set(user_env):  # Ray's own settings, for the comparison
+        del os.environ[key]
+    ray.init(address="local")
+    trainer_ray = per_trial(work, _empty_trainer_trial, args.fixed_trials)
+    fixed = zero / args.fixed_trials
     result = {
-        "trials": args.trials, "epochs": args.epochs,
+        "trials": args.trials, "epochs": args.epochs, "cpus": os.cpu_count(),
         "wall_s_concurrency_1": round(one, 1), "wall_s_concurrency_2": round(two, 1),
         "speedup_2_over_1": round(one / two, 3),
-        "fixed_cost_s_per_trial": round(zero / args.fixed_trials, 1),
-        "zero_epoch_trial_time_total_s": [round(t, 1) for t in per_trial],
+        "fixed_cost_s_per_trial": round(fixed, 1),
+        "zero_epoch_trial_time_total_s": [round(t, 1) for t in in_trial],
+        "breakdown_s_per_trial": {
+            "tune_trial_doing_nothing": round(empty, 1),
+            "empty_torchtrainer_ray_defaults": round(trainer_ray - empty, 1),
+            "empty_torchtrainer_hlp_local_settings": round(trainer_hlp - empty, 1),
+            "hlp_work_beyond_the_empty_trainer": round(fixed - trainer_hlp, 1),
+        },
     }
     print(json.dumps(result, indent=1))
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from hlp.cluster import LOCAL_TRAIN_ENV
 from hlp.data.synth import SynthSpec, write_synthetic
 
 # Ray Train V2's controller collects each report when it polls its workers (every 2 s by
@@ -106,6 +107,8 @@ def two_nodes(monkeypatch, s3_endpoint):
     # Ray's own helpers (Train's placement-group cleaner) find "the" cluster through RAY_ADDRESS;
     # without it they refuse to choose when another Ray runs on the machine.
     monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
+    for key, value in LOCAL_TRAIN_ENV.items():  # machines of one's own, as for a Ray that hlp starts
+        monkeypatch.setenv(key, value)
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "gcs_server_port": port})
     cluster.add_node(num_cpus=2)
     cluster.wait_for_nodes()

@@ -105,9 +105,18 @@ def load_dataset(
     return dataset
 
 
+READ_KEYS = ("dataset", "root", "domains", "on_bad", "features", "visual_streams")  # what a read depends on
+
+
 def load_dataset_for(data: DataConfig) -> Dataset:
     """The dataset an experiment's `data:` section names: every command reads its data here."""
     return load_dataset(data.dataset, data.root, data.domains, data.on_bad, data.features, tuple(data.visual_streams))
+
+
+def same_read(a: DataConfig, b: DataConfig) -> bool:
+    """Whether two `data:` sections read the same videos (they may still normalise differently),
+    so one loaded copy can serve both."""
+    return all(getattr(a, k) == getattr(b, k) for k in READ_KEYS)
 
 
 def grouped_skips(skipped: list) -> list[str]:

@@ -32,8 +32,13 @@ def video_map(video: Video, scores: np.ndarray) -> float:
     raise ValueError(f"video {video.video_id} has neither 'match' nor annotator scores")
 
 
+def video_aps(videos: Sequence[Video], scores: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """Each video's AP (top-5 mAP on TVSum): what paired comparisons resample."""
+    return {v.video_id: video_map(v, np.asarray(scores[v.video_id])) for v in videos}
+
+
 def domain_map(videos: Sequence[Video], scores: Mapping[str, np.ndarray]) -> float:
-    return mean_over_videos([video_map(v, np.asarray(scores[v.video_id])) for v in videos])
+    return mean_over_videos(list(video_aps(videos, scores).values()))
 
 
 def evaluate_scores(dataset: Dataset, protocol: str, scores: Mapping[str, Sequence[float]]) -> dict:

@@ -17,8 +17,9 @@ import torch
 
 from hlp.config import ExperimentConfig, config_from_dict
 from hlp.data.batching import collate
+from hlp.data.datasets import load_dataset_for
 from hlp.data.protocols import DomainSplit
-from hlp.evaluate.evaluation import video_map
+from hlp.evaluate.evaluation import video_aps
 from hlp.tracking import Tracker
 from hlp.train.loop import FitResult, build_network, fit
 from hlp.train.ray_train import epoch_metrics, fit_with_ray, load_splits, log_epoch
@@ -31,11 +32,12 @@ def train_unit(experiment: dict, seed: int, mlflow_run_id: str | None, run_name:
 
     cfg = config_from_dict(experiment, run_name)
     started = time.perf_counter()
-    splits = load_splits(cfg, seed)
+    dataset = load_dataset_for(cfg.data)
+    splits = load_splits(cfg, seed, dataset)
     if cfg.resources.workers == 0:
         results = _fit_here(cfg, splits, seed, mlflow_run_id)
-    else:
-        results = fit_with_ray(cfg, seed, mlflow_run_id, run_name=run_name, track_test=True)
+    else:  # the workers map this unit's read from the object store
+        results = fit_with_ray(cfg, seed, mlflow_run_id, run_name=run_name, track_test=True, dataset=ray.put(dataset))
     out = {"seed": seed, "node_id": ray.get_runtime_context().get_node_id(),
            "domains": {d: _domain_summary(r, splits[d]) for d, r in results.items()}}
     if embed:
@@ -59,7 +61,7 @@ def _domain_summary(r: FitResult, split: DomainSplit) -> dict:
     return {
         "val_map": r.val_map, "test_map": r.test_map, "best_epoch": r.best_epoch, "scoring": r.scoring,
         "oracle_test_map": r.test_selected_map, "oracle_epoch": r.test_selected_epoch, "oracle_scoring": r.test_selected_scoring,
-        "video_ap": {v.video_id: video_map(v, r.test_scores[v.video_id]) for v in split.test},
+        "video_ap": video_aps(split.test, r.test_scores),
         "test_scores": {vid: [round(float(x), 5) for x in s] for vid, s in r.test_scores.items()},
         "videos": {"train": len(split.train), "val": len(split.val), "test": len(split.test)},
     }

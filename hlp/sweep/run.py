@@ -16,7 +16,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
 import ray
 from optuna.samplers import TPESampler
 from ray import tune
@@ -26,7 +25,7 @@ from ray.tune.search.optuna import OptunaSearch
 from hlp.cluster import ensure_ray
 from hlp.config import ExperimentConfig, config_from_dict, flatten, set_dotted, to_yaml
 from hlp.data.datasets import Dataset
-from hlp.evaluate.evaluation import video_map
+from hlp.evaluate.evaluation import video_aps
 from hlp.evaluate.paired import HOLDS, REVERSED, TOO_FEW, UNRESOLVED, compare
 from hlp.storage import ray_storage
 from hlp.sweep.figures import optuna_figures
@@ -55,15 +54,18 @@ def run_sweep(cfg: ExperimentConfig, output: Path, resume: bool,
     (output / "config.yaml").write_text(to_yaml(cfg))
     ensure_ray(cfg.resources.address)
     _warn_if_oversubscribed(cfg, log)
-    grid = search(cfg, parent.run_id, resume, log)
+    grid = search(cfg, parent.run_id, resume, log, dataset)
     return _report(cfg, grid, output, parent, train, log, dataset)
 
 
 def search(cfg: ExperimentConfig, parent_run_id: str | None, resume: bool = False,
-           log: Callable[[str], None] = print):
-    """The Tune part alone (Ray already initialised): trials on validation mAP; a ResultGrid."""
+           log: Callable[[str], None] = print, dataset: Dataset | None = None):
+    """The Tune part alone (Ray already initialised): trials on validation mAP; a ResultGrid.
+    `dataset`, when given, goes into the object store once and every trial's workers read it there."""
     storage_path, filesystem = ray_storage(cfg.resources.storage_path)
-    trainable = tune.with_parameters(trial, base=cfg.model_dump(), parent_run_id=parent_run_id, sweep_name=cfg.name)
+    shared = [ray.put(dataset) if dataset is not None else None]  # in a list: Tune passes the reference itself
+    trainable = tune.with_parameters(trial, base=cfg.model_dump(), parent_run_id=parent_run_id, sweep_name=cfg.name,
+                                     shared=shared)
     # The trial's driver only waits on its TorchTrainer; a CPU reserved for it would leave a
     # 2-CPU machine room for one worker, and a 2-seed trial could never be placed. Tune refuses an
     # empty request, so the driver asks for a token of memory instead.
@@ -159,11 +161,11 @@ def _report(cfg, grid, output: Path, parent: Tracker, train, log, dataset: Datas
 
 def per_video_ap(scores_file: Path, dataset: Dataset) -> dict[str, dict[str, float]]:
     """domain -> {video id: AP} of one seed's test scores (`scores_test_seed<N>.json`)."""
-    out: dict[str, dict[str, float]] = {}
-    for vid, scores in json.loads(scores_file.read_text()).items():
-        video = dataset.videos[vid]
-        out.setdefault(video.domain, {})[vid] = video_map(video, np.asarray(scores))
-    return out
+    scores = json.loads(scores_file.read_text())
+    by_domain: dict[str, list] = {}
+    for vid in scores:
+        by_domain.setdefault(dataset.videos[vid].domain, []).append(dataset.videos[vid])
+    return {d: video_aps(videos, scores) for d, videos in by_domain.items()}
 
 
 def verdict_of(output: Path, seeds: list[int], dataset: Dataset, resamples: int) -> dict:

@@ -1,9 +1,10 @@
 """Ray Train: the per-worker function and the driver that runs it on a TorchTrainer.
 
-Each worker loads the data itself (from a local path or S3), wraps the models for DDP and runs
-the one training loop of `train.loop.fit` on its shard of the windows. Every epoch all workers
-report together (Ray's report is a barrier); rank 0 adds the validation metrics, logs them to
-MLflow and attaches a checkpoint. A restarted worker, or a rerun under the same run name,
+Each worker takes the data from the object store when the driver shared it (one copy per node,
+read by every worker there without a copy), else loads it itself from a local path or S3; it
+wraps the models for DDP and runs the one training loop of `train.loop.fit` on its shard of the
+windows. Every epoch all workers report together (Ray's report is a barrier); rank 0 adds the
+validation metrics, logs them to MLflow and attaches a checkpoint. A restarted worker, or a rerun under the same run name,
 continues from the latest checkpoint. The final report carries rank 0's results back to the
 driver inside the last checkpoint, since Ray does not persist checkpoint-less metrics.
 
@@ -29,7 +30,7 @@ import ray.train.torch
 import torch
 
 from hlp.config import ExperimentConfig, config_from_dict
-from hlp.data.datasets import load_dataset_for
+from hlp.data.datasets import Dataset, load_dataset_for
 from hlp.data.protocols import (
     DomainSplit,
     available_domains,
@@ -54,18 +55,19 @@ def replicas_of(cfg: ExperimentConfig) -> list[dict]:
     return [{"seed": s, "fold": k} for s in cfg.search.seeds for k in folds]
 
 
-def replica_splits(cfg: ExperimentConfig, replica: dict) -> dict[str, DomainSplit]:
+def replica_splits(cfg: ExperimentConfig, replica: dict, dataset: Dataset | None = None) -> dict[str, DomainSplit]:
     """A replica's split per domain: the carve, or fold k over all training videos (domains with
     fewer videos than folds have fewer folds, and sit that replica out)."""
-    splits = load_splits(cfg, replica["seed"])
+    splits = load_splits(cfg, replica["seed"], dataset)
     if replica.get("fold") is None:
         return splits
     folds = {d: kfold_splits(s, cfg.eval.folds, replica["seed"]) for d, s in splits.items()}
     return {d: f[replica["fold"]] for d, f in folds.items() if replica["fold"] < len(f)}
 
 
-def load_splits(cfg: ExperimentConfig, seed: int) -> dict[str, DomainSplit]:
-    dataset = load_dataset_for(cfg.data)
+def load_splits(cfg: ExperimentConfig, seed: int, dataset: Dataset | None = None) -> dict[str, DomainSplit]:
+    """Each domain's split for `seed`, from `dataset` when it is already loaded."""
+    dataset = dataset if dataset is not None else load_dataset_for(cfg.data)
     domains, _ = available_domains(dataset, cfg.data.protocol, cfg.data.domains)
     return {d: domain_split(dataset, cfg.data.protocol, d, cfg.data.val_fraction, seed) for d in domains}
 
@@ -118,7 +120,7 @@ def train_worker(config: dict) -> None:
         keep = rank == 0 and (record.epoch % cfg.train.checkpoint_every == 0 or record.epoch == last)
         _report(metrics, {STATE: state()} if keep else None)
 
-    results = fit(load_splits(cfg, seed), cfg, seed, worker, resume, on_epoch,
+    results = fit(load_splits(cfg, seed, _shared(config)), cfg, seed, worker, resume, on_epoch,
                   score_test=config.get("score_test", True), track_test=config.get("track_test", False))
     final = {RESULTS: _results_payload(results)} if rank == 0 else None
     if final and "state" in latest:  # a rerun of a finished run then redoes no epoch
@@ -165,14 +167,21 @@ def _replica_worker(config: dict) -> None:
     def with_objective(state: dict) -> dict:
         return {**state, "objective": {k: list(v) for k, v in objective.items()}}
 
-    results = fit(replica_splits(cfg, me), own, me["seed"], Worker(0, 1, ray.train.torch.get_device()), resume,
-                  on_epoch, score_test=False)
+    results = fit(replica_splits(cfg, me, _shared(config)), own, me["seed"], Worker(0, 1, ray.train.torch.get_device()),
+                  resume, on_epoch, score_test=False)
     final = {state_file: with_objective(latest["state"]())} if "state" in latest else {}
     if rank == 0:
         final[RESULTS] = _results_payload(results)
     # Per domain the best epoch of the replicas' mean curve, as eval.selection kfold chooses it.
     best_val = float(np.mean([max(curve) for curve in objective.values()])) if objective else float("nan")
     _report({"final": 1, "val_map": best_val}, final or None)
+
+
+def _shared(config: dict) -> Dataset | None:
+    """The dataset the driver put in the object store, if it did: a worker on the same node maps
+    its arrays read-only from shared memory instead of reading every feature file again."""
+    ref = config.get("dataset")
+    return ray.get(ref) if ref is not None else None
 
 
 def _gather(metrics: dict[str, float]) -> list[dict[str, float]]:
@@ -235,9 +244,10 @@ def run_key(cfg: ExperimentConfig, seed: int) -> str:
 
 def fit_with_ray(cfg: ExperimentConfig, seed: int, mlflow_run_id: str | None, *, run_name: str | None = None,
                  callbacks: list | None = None, score_test: bool = True, track_test: bool = False,
-                 replicas: list[dict] | None = None) -> dict[str, FitResult]:
+                 replicas: list[dict] | None = None, dataset: ray.ObjectRef | None = None) -> dict[str, FitResult]:
     """The driver: one TorchTrainer for one seed, all domains of the experiment; with `replicas`
-    (a sweep trial), one worker per replica instead, and rank 0's replica's results back."""
+    (a sweep trial), one worker per replica instead, and rank 0's replica's results back.
+    `dataset`, from `ray.put(load_dataset_for(cfg.data))`, spares every worker its own read."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -246,7 +256,8 @@ def fit_with_ray(cfg: ExperimentConfig, seed: int, mlflow_run_id: str | None, *,
     trainer = TorchTrainer(
         train_worker,
         train_loop_config={"experiment": cfg.model_dump(), "seed": seed, "mlflow_run_id": mlflow_run_id,
-                           "score_test": score_test, "track_test": track_test, "replicas": replicas},
+                           "score_test": score_test, "track_test": track_test, "replicas": replicas,
+                           "dataset": dataset},
         scaling_config=ScalingConfig(num_workers=len(replicas) if replicas else res.workers, use_gpu=res.use_gpu,
                                      resources_per_worker={"CPU": res.cpus_per_worker}),
         run_config=RunConfig(name=run_name or run_key(cfg, seed), storage_path=storage_path,

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import ray
 
 from hlp.cluster import ensure_ray
 from hlp.config import ExperimentConfig, flatten, to_yaml, with_absolute_paths
@@ -47,9 +48,10 @@ def run_training(cfg: ExperimentConfig, output: Path, progress: Progress | None 
     (output / "config.yaml").write_text(to_yaml(cfg))
     ensure_ray(cfg.resources.address)
     try:
+        shared = ray.put(dataset)  # read once here; every seed's workers map it from the object store
         per_seed = []
         for i, seed in enumerate(cfg.train.seeds):
-            per_seed.append(fit_with_ray(cfg, seed, tracker.run_id))
+            per_seed.append(fit_with_ray(cfg, seed, tracker.run_id, dataset=shared))
             if progress:
                 progress("seeds", i + 1, len(cfg.train.seeds))
         results = {d: [fits[d] for fits in per_seed] for d in domains}

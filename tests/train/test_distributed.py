@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 import ray
 
 from hlp.config import load_config, with_absolute_paths
+from hlp.data.datasets import load_dataset_for
 from hlp.train.ray_train import fit_with_ray, run_key
 
 pytestmark = pytest.mark.slow
@@ -62,3 +64,13 @@ def _rerun_resumes(cfg, first) -> None:
             fit.best_epoch, fit.val_map, fit.test_map)
     changed = cfg.model_copy(update={"loss": cfg.loss.model_copy(update={"temperature": 0.2})})
     assert run_key(changed, 0) != run_key(cfg, 0)  # a different config never resumes this run
+
+
+def test_workers_read_the_dataset_the_driver_shared(local_ray, synth_root, tmp_path):
+    """A dataset put in the object store is what the workers train on: here one domain of the two
+    on disk, so a worker that read the files again would train both."""
+    cfg = config(synth_root, tmp_path, "resources.workers=1", "train.epochs=1")
+    full = load_dataset_for(cfg.data)
+    one_domain = dataclasses.replace(full, videos={k: v for k, v in full.videos.items() if v.domain == "synth_a"})
+    results = fit_with_ray(cfg, seed=0, mlflow_run_id=None, dataset=ray.put(one_domain))
+    assert set(results) == {"synth_a"}
