@@ -4,7 +4,9 @@
 
 1. Parallelism: the wall time of `--trials` short trials at max_concurrent 1 against 2, as a
    ratio. Each trial is a Tune driver (no CPU reserved, idle while it waits) plus one Ray Train
-   worker (1 CPU, 1 thread: one seed, `search.seeds=[0]`).
+   worker (1 CPU, 1 thread: one seed, `search.seeds=[0]`). Beside each, the share of the
+   machine's CPU time that was busy (Linux /proc/stat): near 1 at concurrency 2, the cores are
+   the limit, and only less work per trial, not more overlap, makes trials faster.
 2. Fixed cost: trials of 0 epochs (data from the object store, Ray Train start, MLflow child run,
    the epoch-0 validation), as seconds per trial at max_concurrent 1.
 3. Where the fixed cost goes: the same number of Tune trials that do nothing, then trials that
@@ -39,7 +41,14 @@ EXPERIMENT = Path(__file__).resolve().parents[1] / "experiments" / "hpcl.yaml"
 SMALL = ["model.d_model=32", "model.heads=2", "model.d_k=32", "model.d_v=32", "model.ffn_dim=64"]
 
 
-def timed_search(work: Path, name: str, trials: int, epochs: int, concurrent: int) -> tuple[float, list[float]]:
+def cpu_ticks() -> tuple[int, int]:
+    """(busy, total) CPU ticks of all cores since boot: the first line of /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def timed_search(work: Path, name: str, trials: int, epochs: int, concurrent: int) -> tuple[float, list[float], float]:
     cfg = load_config(EXPERIMENT, [
         *SMALL, f"name={name}", f"data.root={work / 'data'}", f"train.epochs={epochs}", "train.seeds=[0]",
         "search.seeds=[0]", "train.threads=1", f"search.num_samples={trials}", f"search.max_concurrent={concurrent}",
@@ -47,10 +56,11 @@ def timed_search(work: Path, name: str, trials: int, epochs: int, concurrent: in
         f"tracking.uri=sqlite:///{work / 'mlflow.db'}", f"tracking.experiment={name}",
     ])
     parent = Tracker(cfg.tracking.uri, cfg.tracking.experiment, name, {}, True)
-    start = time.perf_counter()
+    (busy, total), start = cpu_ticks(), time.perf_counter()
     grid = search(cfg, parent.run_id, log=lambda line: None, dataset=load_dataset_for(cfg.data))
     wall = time.perf_counter() - start
-    return wall, [r.metrics.get("time_total_s", float("nan")) for r in grid]
+    busy_after, total_after = cpu_ticks()
+    return wall, [r.metrics.get("time_total_s", float("nan")) for r in grid], (busy_after - busy) / (total_after - total)
 
 
 def _idle_worker(config: dict) -> None:
@@ -93,9 +103,9 @@ def main() -> None:
     user_env = {k: os.environ[k] for k in LOCAL_TRAIN_ENV if k in os.environ}
     ensure_ray("local")  # as `hlp sweep` starts Ray on a machine of one's own
 
-    one, _ = timed_search(work, "conc1", args.trials, args.epochs, 1)
-    two, _ = timed_search(work, "conc2", args.trials, args.epochs, 2)
-    zero, in_trial = timed_search(work, "zero", args.fixed_trials, 0, 1)
+    one, _, busy_one = timed_search(work, "conc1", args.trials, args.epochs, 1)
+    two, _, busy_two = timed_search(work, "conc2", args.trials, args.epochs, 2)
+    zero, in_trial, _ = timed_search(work, "zero", args.fixed_trials, 0, 1)
     empty = per_trial(work, _empty_trial, args.fixed_trials)
     trainer_hlp = per_trial(work, _empty_trainer_trial, args.fixed_trials)
     ray.shutdown()
@@ -108,6 +118,7 @@ def main() -> None:
         "trials": args.trials, "epochs": args.epochs, "cpus": os.cpu_count(),
         "wall_s_concurrency_1": round(one, 1), "wall_s_concurrency_2": round(two, 1),
         "speedup_2_over_1": round(one / two, 3),
+        "cpu_busy_concurrency_1": round(busy_one, 2), "cpu_busy_concurrency_2": round(busy_two, 2),
         "fixed_cost_s_per_trial": round(fixed, 1),
         "zero_epoch_trial_time_total_s": [round(t, 1) for t in in_trial],
         "breakdown_s_per_trial": {

@@ -1,4 +1,4 @@
-"""Fault tests for `hlp sweep`: a killed training worker, and a killed sweep driver.
+"""Fault tests for `hlp sweep`: a killed training worker and a killed sweep driver, in one sweep.
 
 Each sweep runs its own local Ray cluster under a private RAY_TMPDIR, so the test can find and
 kill exactly that cluster's processes (and clean them up) without touching any other Ray.
@@ -52,39 +52,19 @@ def _children(db: Path) -> tuple[list, list]:
     return parents, [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
 
 
-def test_killed_training_worker_resumes_from_its_checkpoint(tmp_path, synth_root, ray_tmpdir):
-    """SIGKILL the Ray Train worker once a trial has checkpointed: FailureConfig restarts it from
-    the checkpoint, the trial and the sweep finish, and the child run records the resume."""
-    args = _sweep(tmp_path, synth_root, ray_tmpdir, "search.num_samples=1", "train.epochs=12",
+def test_a_killed_worker_and_a_killed_sweep_both_resume_without_duplicates(tmp_path, synth_root, ray_tmpdir):
+    """Two faults in one sweep of two trials (one sweep, not two: the suite's 20 minutes).
+    SIGKILL the first trial's Ray Train worker once it has checkpointed: FailureConfig restarts
+    it from the checkpoint, the trial finishes and its child run records the resume. Then kill
+    the sweep driver (and its cluster) after that trial: --resume completes the rest, and the
+    finished sweep has everything a sweep promises (summary, parent, children), nothing twice."""
+    base = _sweep(tmp_path, synth_root, ray_tmpdir, "search.num_samples=2", "train.epochs=12",
                   "train.checkpoint_every=1", "search.grace_period=12")
-    sweep = subprocess.Popen(args, cwd=tmp_path, env=_env(ray_tmpdir), stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True)
-    _wait_until(lambda: _registered_checkpoint(tmp_path / "ray_results") is not None, sweep)
-    killed_run = _registered_checkpoint(tmp_path / "ray_results")  # "hpcl-<trial id>": that trial's Train run
-    assert _kill_processes(ray_tmpdir, signal.SIGKILL, title="ray::RayTrainWorker") == 1
-    output, _ = sweep.communicate(timeout=900)
-    assert sweep.returncode == 0, output[-3000:]
-
-    summary = json.loads((tmp_path / "out" / "sweep_summary.json").read_text())
-    assert summary["trials"] == 1
-    _, children = _children(tmp_path / "mlflow.db")
-    assert len(children) == 1 and all(c.info.status == "FINISHED" for c in children)
-    resumed = {c.data.tags["trial_id"]: c.data.tags.get("resumed_from_epoch") for c in children}
-    killed_trial = killed_run.removeprefix("hpcl-")
-    assert resumed[killed_trial] is not None and int(resumed[killed_trial]) >= 0
-    # It went on from the checkpoint to the last epoch.
-    [child] = [c for c in children if c.data.tags["trial_id"] == killed_trial]
-    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
-    steps = [m.step for m in client.get_metric_history(child.info.run_id, "seed0.val_map")]
-    assert max(steps) == 12
-
-
-def test_killed_sweep_resumes_without_duplicates(tmp_path, synth_root, ray_tmpdir):
-    """Kill the sweep driver (and its cluster) after its first finished trial; --resume completes the
-    rest, and the finished sweep has everything a sweep promises (summary, parent, children)."""
-    base = _sweep(tmp_path, synth_root, ray_tmpdir, "search.num_samples=2")  # one finishes, one is left
     driver = subprocess.Popen(base, cwd=tmp_path, env=_env(ray_tmpdir), stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, start_new_session=True)
+    _wait_until(lambda: _registered_checkpoint(tmp_path / "ray_results") is not None, driver)
+    killed_run = _registered_checkpoint(tmp_path / "ray_results")  # "hpcl-<trial id>": that trial's Train run
+    assert _kill_processes(ray_tmpdir, signal.SIGKILL, title="ray::RayTrainWorker") == 1
     db = tmp_path / "mlflow.db"
     _wait_until(lambda: db.exists() and _finished_children(db) >= 1, driver)
     os.killpg(driver.pid, signal.SIGKILL)
@@ -105,6 +85,7 @@ def test_killed_sweep_resumes_without_duplicates(tmp_path, synth_root, ray_tmpdi
         assert all(0.0 <= d["test_map"] <= 1.0 for d in summary[name]["domains"].values())
     [parent], children = _children(db)
     assert len(children) == 2 and len({c.data.tags["trial_id"] for c in children}) == 2
+    assert all(c.info.status == "FINISHED" for c in children)
     for child in children:
         assert child.data.tags["sweep"] == "hpcl" and "loss.lambda_hpcl" in child.data.params
         assert any(k.endswith(".val_map") for k in child.data.metrics)
@@ -113,6 +94,10 @@ def test_killed_sweep_resumes_without_duplicates(tmp_path, synth_root, ray_tmpdi
     client = MlflowClient(tracking_uri=f"sqlite:///{db}")
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"optimization_history.png", "param_importances.png", "sweep_summary.json"} <= artifacts
+    # The killed worker's trial went on from its checkpoint to the last epoch.
+    [killed] = [c for c in children if c.data.tags["trial_id"] == killed_run.removeprefix("hpcl-")]
+    assert int(killed.data.tags["resumed_from_epoch"]) >= 0
+    assert max(m.step for m in client.get_metric_history(killed.info.run_id, "seed0.val_map")) == 12
 
 
 def _finished_children(db: Path) -> int:

@@ -33,13 +33,17 @@ def config(synth_root, tmp_path, *extra):
 
 def test_one_and_two_workers_agree_and_a_rerun_resumes(local_ray, synth_root, tmp_path):
     cfg = config(synth_root, tmp_path, "resources.workers=1")
-    one = fit_with_ray(cfg, seed=0, mlflow_run_id=None)
-    _rerun_resumes(cfg, one)
+    # The workers train on the dataset the driver put in the object store: here one domain of
+    # the two on disk, so a worker that read the files again would train both.
+    full = load_dataset_for(cfg.data)
+    shared = ray.put(dataclasses.replace(full, videos={k: v for k, v in full.videos.items() if v.domain == "synth_a"}))
+    one = fit_with_ray(cfg, seed=0, mlflow_run_id=None, dataset=shared)
+    _rerun_resumes(cfg, one, shared)
     # hlp reproduce's path: the optimistic test-selected number comes back through the checkpoint.
     # Its own storage: the same config under the same storage path would resume one's finished run.
     two = fit_with_ray(config(synth_root, tmp_path / "two", "resources.workers=2"), seed=0, mlflow_run_id=None,
-                       track_test=True)
-    assert set(one) == set(two) == {"synth_a", "synth_b"}
+                       track_test=True, dataset=shared)
+    assert set(one) == set(two) == {"synth_a"}
     mean = lambda fits: sum(f.val_map for f in fits.values()) / len(fits)  # noqa: E731
     # Two workers see the same windows in half-batches each (same global batch), so only the
     # order of floating-point sums differs; the tolerance is the seed noise we accept.
@@ -49,12 +53,12 @@ def test_one_and_two_workers_agree_and_a_rerun_resumes(local_ray, synth_root, tm
     assert all(f.test_selected_epoch == -1 for f in one.values())  # not asked for: the test split is scored once
 
 
-def _rerun_resumes(cfg, first) -> None:
+def _rerun_resumes(cfg, first, dataset) -> None:
     """The same config and seed under the same storage path: the finished run is resumed, not redone."""
     run_dir = Path(cfg.resources.storage_path) / run_key(cfg, 0)
     checkpoints = sorted(p.name for p in run_dir.glob("checkpoint_*") if p.is_dir())
     assert checkpoints, f"no checkpoint under {run_dir}"
-    again = fit_with_ray(cfg, seed=0, mlflow_run_id=None)
+    again = fit_with_ray(cfg, seed=0, mlflow_run_id=None, dataset=dataset)
     kept = sorted(p for p in run_dir.glob("checkpoint_*") if p.is_dir())
     # A rerun of a finished run trains no epoch: its only report is the final one, so every
     # checkpoint kept (num_to_keep=2) is a final one holding results.
@@ -65,12 +69,3 @@ def _rerun_resumes(cfg, first) -> None:
     changed = cfg.model_copy(update={"loss": cfg.loss.model_copy(update={"temperature": 0.2})})
     assert run_key(changed, 0) != run_key(cfg, 0)  # a different config never resumes this run
 
-
-def test_workers_read_the_dataset_the_driver_shared(local_ray, synth_root, tmp_path):
-    """A dataset put in the object store is what the workers train on: here one domain of the two
-    on disk, so a worker that read the files again would train both."""
-    cfg = config(synth_root, tmp_path, "resources.workers=1", "train.epochs=1")
-    full = load_dataset_for(cfg.data)
-    one_domain = dataclasses.replace(full, videos={k: v for k, v in full.videos.items() if v.domain == "synth_a"})
-    results = fit_with_ray(cfg, seed=0, mlflow_run_id=None, dataset=ray.put(one_domain))
-    assert set(results) == {"synth_a"}
