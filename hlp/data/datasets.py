@@ -113,10 +113,11 @@ def load_dataset_for(data: DataConfig) -> Dataset:
     return load_dataset(data.dataset, data.root, data.domains, data.on_bad, data.features, tuple(data.visual_streams))
 
 
-def same_read(a: DataConfig, b: DataConfig) -> bool:
-    """Whether two `data:` sections read the same videos (they may still normalise differently),
-    so one loaded copy can serve both."""
-    return all(getattr(a, k) == getattr(b, k) for k in READ_KEYS)
+def changes_read(keys) -> bool:
+    """Whether setting these dotted keys can change what `load_dataset_for` reads (`data.root`
+    does, `data.normalize` does not), so one loaded copy cannot serve every value."""
+    parts = (key.split(".") for key in keys)
+    return any(len(p) > 1 and p[0] == "data" and p[1] in READ_KEYS for p in parts)
 
 
 def grouped_skips(skipped: list) -> list[str]:

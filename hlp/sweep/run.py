@@ -24,7 +24,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from hlp.cluster import ensure_ray
 from hlp.config import ExperimentConfig, config_from_dict, flatten, set_dotted, to_yaml
-from hlp.data.datasets import Dataset
+from hlp.data.datasets import Dataset, changes_read
 from hlp.evaluate.evaluation import video_aps
 from hlp.evaluate.paired import HOLDS, REVERSED, TOO_FEW, UNRESOLVED, compare
 from hlp.storage import ray_storage
@@ -61,9 +61,11 @@ def run_sweep(cfg: ExperimentConfig, output: Path, resume: bool,
 def search(cfg: ExperimentConfig, parent_run_id: str | None, resume: bool = False,
            log: Callable[[str], None] = print, dataset: Dataset | None = None):
     """The Tune part alone (Ray already initialised): trials on validation mAP; a ResultGrid.
-    `dataset`, when given, goes into the object store once and every trial's workers read it there."""
+    `dataset`, when given, goes into the object store once and every trial's workers read it there,
+    unless the space searches a key that changes what is read (then each trial reads its own)."""
     storage_path, filesystem = ray_storage(cfg.resources.storage_path)
-    shared = [ray.put(dataset) if dataset is not None else None]  # in a list: Tune passes the reference itself
+    share = dataset is not None and not changes_read(cfg.search.space)
+    shared = [ray.put(dataset) if share else None]  # in a list: Tune passes the reference itself
     trainable = tune.with_parameters(trial, base=cfg.model_dump(), parent_run_id=parent_run_id, sweep_name=cfg.name,
                                      shared=shared)
     # The trial's driver only waits on its TorchTrainer; a CPU reserved for it would leave a

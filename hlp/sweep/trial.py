@@ -14,7 +14,6 @@ import tempfile
 from pathlib import Path
 
 from hlp.config import ExperimentConfig, config_from_dict, flatten, set_dotted, to_yaml
-from hlp.data.datasets import same_read
 from hlp.plots import score_timelines
 from hlp.tracking import Tracker, run_tags
 from hlp.train import model_file
@@ -26,16 +25,13 @@ SHOWN_VIDEOS = 6  # validation videos in the trial's score figure
 
 def trial(params: dict, base: dict, parent_run_id: str | None, sweep_name: str, shared: list | None = None) -> None:
     """Tune's function trainable for one sampled configuration. `shared` holds the sweep's
-    dataset in the object store, used unless the sample changes what is read (a `data.` key)."""
+    dataset in the object store (None where the space changes what is read)."""
     import ray
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
     trial_id = tune.get_context().get_trial_id()
     cfg = config_from_dict(set_dotted(base, params), f"trial {trial_id}")
-    dataset = (shared or [None])[0]
-    if dataset is not None and not same_read(cfg.data, config_from_dict(base, "the sweep").data):
-        dataset = None
     tags = {"sweep": sweep_name, "trial_id": trial_id, "node_id": ray.get_runtime_context().get_node_id(),
             **run_tags(cfg)}
     child = Tracker(cfg.tracking.uri, cfg.tracking.experiment, f"{sweep_name}-{trial_id}", tags,
@@ -48,7 +44,7 @@ def trial(params: dict, base: dict, parent_run_id: str | None, sweep_name: str, 
         results = fit_with_ray(cfg, replicas[0]["seed"], child.run_id, run_name=f"{sweep_name}-{trial_id}",
                                callbacks=[TuneReportCallback()], score_test=False,
                                replicas=replicas if len(replicas) > 1 or replicas[0]["fold"] is not None else None,
-                               dataset=dataset)
+                               dataset=(shared or [None])[0])
         child.log_metrics({f"val_map.{d}": r.val_map for d, r in results.items()})
         log_trial_artifacts(child, cfg, results)
     except BaseException:

@@ -4,9 +4,10 @@ Each worker takes the data from the object store when the driver shared it (one 
 read by every worker there without a copy), else loads it itself from a local path or S3; it
 wraps the models for DDP and runs the one training loop of `train.loop.fit` on its shard of the
 windows. Every epoch all workers report together (Ray's report is a barrier); rank 0 adds the
-validation metrics, logs them to MLflow and attaches a checkpoint. A restarted worker, or a rerun under the same run name,
-continues from the latest checkpoint. The final report carries rank 0's results back to the
-driver inside the last checkpoint, since Ray does not persist checkpoint-less metrics.
+validation metrics, logs them to MLflow and attaches a checkpoint. A restarted worker, or a
+rerun under the same run name, continues from the latest checkpoint. The final report carries
+rank 0's results back to the driver inside the last checkpoint, since Ray does not persist
+checkpoint-less metrics.
 
 A sweep trial instead runs replicas: one worker per (seed, fold) of `search.seeds` (and the
 folds of eval.selection kfold), each its own model on its own split, side by side. Every epoch

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import SMALL_SYNTH
 
-from hlp.data.datasets import DataError, load_dataset, top_half
+from hlp.data.datasets import DataError, changes_read, load_dataset, top_half
 from hlp.data.protocols import (
     available_domains,
     carve_validation,
@@ -175,3 +175,10 @@ def test_paper_protocol_trains_on_two_longest(synth_root, tmp_path):
     videos = sorted(ds.domain_videos("synth_a"), key=lambda v: (-v.num_clips, v.video_id))
     assert set(training_ids(ds, "paper", "synth_a")) == {videos[0].video_id, videos[1].video_id}
     assert len(held_out_ids(ds, "paper", "synth_a")) == len(videos) - 2
+
+
+def test_only_keys_that_change_the_read_keep_a_sweep_from_sharing_one_copy():
+    """A sweep shares one loaded dataset across trials unless its space searches what is read."""
+    assert not changes_read({"loss.margin": {}, "data.normalize": {}, "train.lr": {}})
+    assert changes_read({"data.root": {}}) and changes_read(["data.domains"]) and changes_read(["data.visual_streams"])
+    assert not changes_read({}) and not changes_read(["data"])
