@@ -13,6 +13,9 @@
    run a TorchTrainer whose worker does nothing (Ray Train V2's start and stop alone), with Ray's
    own settings and with the ones hlp gives a Ray it starts (`hlp.cluster.LOCAL_TRAIN_ENV`).
    What a 0-epoch trial costs beyond the empty TorchTrainer is hlp's own work.
+4. Why the fixed cost has a floor: the actors (each its own new process) that Ray starts for each
+   0-epoch trial, read from Ray's actor table, and the CPU seconds that importing what each kind
+   of process needs costs (a fresh `python -c "import ..."`, as the process would).
 Parts 1-2 run on a Ray started as `hlp` starts one; the Ray of part 3 with Ray's settings is a
 second one, started after the first stops. ASHA cannot stop these trials (grace period = epochs).
 """
@@ -22,8 +25,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
+import subprocess
+import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import ray
@@ -61,6 +68,41 @@ def timed_search(work: Path, name: str, trials: int, epochs: int, concurrent: in
     wall = time.perf_counter() - start
     busy_after, total_after = cpu_ticks()
     return wall, [r.metrics.get("time_total_s", float("nan")) for r in grid], (busy_after - busy) / (total_after - total)
+
+
+def actor_ids() -> set[str]:
+    from ray._private import state  # Ray's actor table, dead actors included (private, fine for a benchmark)
+
+    return set(state.actors())
+
+
+def actors_started(before: set[str], trials: int) -> dict[str, float]:
+    """Actors started since `before`, per trial, by class; every actor is a process of its own."""
+    from ray._private import state
+
+    new = [a for i, a in state.actors().items() if i not in before]
+    counts = Counter(a["ActorClassName"] for a in new)
+    return {name: round(n / trials, 2) for name, n in counts.most_common()}
+
+
+# What each kind of process of a trial imports before it can do its part.
+IMPORTS = {
+    "trial driver (Tune actor: hlp.sweep.trial)": "hlp.sweep.trial",
+    "Train controller (TorchConfig: ray.train.torch)": "ray.train.torch",
+    "Train worker (hlp.train.ray_train)": "hlp.train.ray_train",
+    "any Ray actor (ray)": "ray",
+}
+
+
+def import_cpu_s(module: str, repeats: int = 3) -> float:
+    """CPU seconds (user + system) of a fresh interpreter importing `module`, the least of `repeats`."""
+    best = float("inf")
+    for _ in range(repeats):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        subprocess.run([sys.executable, "-c", f"import {module}"], check=True)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        best = min(best, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return round(best, 2)
 
 
 def _idle_worker(config: dict) -> None:
@@ -105,7 +147,9 @@ def main() -> None:
 
     one, _, busy_one = timed_search(work, "conc1", args.trials, args.epochs, 1)
     two, _, busy_two = timed_search(work, "conc2", args.trials, args.epochs, 2)
+    before = actor_ids()
     zero, in_trial, _ = timed_search(work, "zero", args.fixed_trials, 0, 1)
+    census = actors_started(before, args.fixed_trials)
     empty = per_trial(work, _empty_trial, args.fixed_trials)
     trainer_hlp = per_trial(work, _empty_trainer_trial, args.fixed_trials)
     ray.shutdown()
@@ -114,6 +158,7 @@ def main() -> None:
     ray.init(address="local")
     trainer_ray = per_trial(work, _empty_trainer_trial, args.fixed_trials)
     fixed = zero / args.fixed_trials
+    imports = {kind: import_cpu_s(module) for kind, module in IMPORTS.items()}
     result = {
         "trials": args.trials, "epochs": args.epochs, "cpus": os.cpu_count(),
         "wall_s_concurrency_1": round(one, 1), "wall_s_concurrency_2": round(two, 1),
@@ -127,6 +172,8 @@ def main() -> None:
             "empty_torchtrainer_hlp_local_settings": round(trainer_hlp - empty, 1),
             "hlp_work_beyond_the_empty_trainer": round(fixed - trainer_hlp, 1),
         },
+        "actors_started_per_zero_epoch_trial": census,
+        "import_cpu_s": imports,
     }
     print(json.dumps(result, indent=1))
 

@@ -1,19 +1,24 @@
-"""Figures people would rather look at than read, saved as PNG for MLflow."""
+"""Figures people would rather look at than read, saved as PNG for MLflow.
+
+Matplotlib is imported by the first figure, not with this module: a sweep trial imports this
+module, and a trial that ASHA stops draws nothing.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # headless: CI and cluster nodes have no display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
 
 
 def score_timelines(labels: dict[str, np.ndarray], scores: dict[str, np.ndarray], path: str | Path,
                     title: str) -> Path:
     """Predicted score per clip against the ground-truth highlight spans, one panel per video id."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless: CI and cluster nodes have no display
+    import matplotlib.pyplot as plt
+
     fig, axes = plt.subplots(len(labels), 1, figsize=(9, 1.8 * len(labels)), squeeze=False)
     for ax, (video_id, truth) in zip(axes[:, 0], labels.items()):
         clips = np.arange(len(truth))

@@ -13,9 +13,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import Metric, Param, RunTag
-from mlflow.tracking import MlflowClient
-
 _MAX_PARAM = 6000  # MLflow's limit on a param value's length
 _PROBE_TIMEOUT_S = 5  # a reachable server answers a one-row search well within this
 
@@ -46,7 +43,7 @@ def check_reachable(uri: str) -> None:
     saved = {v.name: os.environ.get(v.name) for v in (MLFLOW_HTTP_REQUEST_MAX_RETRIES, MLFLOW_HTTP_REQUEST_TIMEOUT)}
     os.environ.update({MLFLOW_HTTP_REQUEST_MAX_RETRIES.name: "0", MLFLOW_HTTP_REQUEST_TIMEOUT.name: str(_PROBE_TIMEOUT_S)})
     try:
-        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+        _client(uri).search_experiments(max_results=1)
     except Exception as exc:  # connection refused, DNS, TLS, 401/403, 5xx: all mean "cannot track here"
         raise TrackingError(f"MLflow tracking server {uri} cannot be used: {_first_line(exc)}") from None
     finally:
@@ -55,6 +52,12 @@ def check_reachable(uri: str) -> None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def _client(uri: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=absolute_uri(uri))
 
 
 def _first_line(exc: Exception) -> str:
@@ -95,7 +98,7 @@ class Tracker:
         tracker = cls.__new__(cls)
         tracker.enabled, tracker.run_id = run_id is not None, run_id
         if run_id is not None:
-            tracker.client = MlflowClient(tracking_uri=absolute_uri(uri))
+            tracker.client = _client(uri)
         return tracker
 
     def __init__(self, uri: str, experiment: str, run_name: str, tags: dict[str, str], enabled: bool = True,
@@ -107,7 +110,7 @@ class Tracker:
         self.run_id: str | None = None
         if not enabled:
             return
-        self.client = MlflowClient(tracking_uri=absolute_uri(uri))
+        self.client = _client(uri)
         found = self.client.get_experiment_by_name(experiment)
         experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
         self.run_id = reuse_run_id or self._find(experiment_id, parent_run_id, reuse_tag)
@@ -130,12 +133,16 @@ class Tracker:
 
     def log_params(self, params: dict[str, Any]) -> None:
         if self.enabled:
+            from mlflow.entities import Param
+
             batch = [Param(k, str(v)[:_MAX_PARAM]) for k, v in params.items()]
             for start in range(0, len(batch), 100):
                 self.client.log_batch(self.run_id, params=batch[start : start + 100])
 
     def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
         if self.enabled and metrics:
+            from mlflow.entities import Metric
+
             now = int(time.time() * 1000)
             batch = [Metric(k, float(v), now, step) for k, v in metrics.items()]
             for start in range(0, len(batch), 500):
@@ -143,6 +150,8 @@ class Tracker:
 
     def set_tags(self, tags: dict[str, str]) -> None:
         if self.enabled:
+            from mlflow.entities import RunTag
+
             self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:

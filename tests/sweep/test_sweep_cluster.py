@@ -62,10 +62,12 @@ def mlflow_server(tmp_path, buckets, s3_endpoint):
 
 
 def test_sweep_on_two_nodes_with_s3_and_an_mlflow_server(tmp_path, synth_root, buckets, mlflow_server, two_nodes):
-    """Also the verdict that the summary, the printed table and the parent run carry."""
+    """Also the objective: each trial trains seeds 0 and 1 side by side (two workers), and what
+    Tune, Optuna and ASHA read is their mean; and the verdict that the summary, the printed
+    table and the parent run carry."""
     sets = [*TINY, f"data.root={synth_root}", f"resources.address={two_nodes.address}",
             "resources.storage_path=s3://hlp-ray/sweeps", f"tracking.uri={mlflow_server}", "search.max_concurrent=2",
-            "search.num_samples=2"]
+            "search.num_samples=2", "search.seeds=[0,1]", "train.epochs=2"]
     result = subprocess.run(
         [sys.executable, "-m", "hlp.cli", "sweep", str(EXPERIMENTS / "hpcl.yaml"),
          *[x for s in sets for x in ("--set", s)], "--output", "out"],
@@ -91,6 +93,21 @@ def test_sweep_on_two_nodes_with_s3_and_an_mlflow_server(tmp_path, synth_root, b
         assert {a.path for a in client.list_artifacts(child.info.run_id)} >= {"val_scores.png", "checkpoint"}
         assert {a.path for a in client.list_artifacts(child.info.run_id, "checkpoint")} == {
             "checkpoint/model_synth_a.pt", "checkpoint/model_synth_b.pt"}
+    for child in children:  # both seeds' curves and their mean, at every epoch the trial reported
+        curves = {k: {m.step: m.value for m in client.get_metric_history(child.info.run_id, k)}
+                  for k in ("seed0.val_map", "seed1.val_map", "val_map")}
+        assert curves["val_map"] and set(curves["val_map"]) == set(curves["seed0.val_map"]) == set(curves["seed1.val_map"])
+        for step, value in curves["val_map"].items():
+            assert value == pytest.approx((curves["seed0.val_map"][step] + curves["seed1.val_map"][step]) / 2)
+        assert curves["seed0.val_map"] != curves["seed1.val_map"]  # two seeds, two models
+        assert child.data.tags["replicas"] == "seed0, seed1"
+    # What Tune received (and so Optuna and ASHA, which read `val_map`): the mean, every epoch.
+    reported = [json.loads(line) for path in buckets.glob("hlp-ray/sweeps/hpcl-sweep/*/result.json")
+                for line in buckets.cat_file(path).decode().splitlines()]
+    per_epoch = [r for r in reported if "seed0.val_map" in r]
+    assert len(per_epoch) >= 2 * 2  # both trials, at least epochs 0 and 1 (ASHA may stop one later)
+    for r in per_epoch:
+        assert r["val_map"] == pytest.approx((r["seed0.val_map"] + r["seed1.val_map"]) / 2)
     # The verdict: the winner against the defaults on train.seeds, paired, with its interval.
     verdict = summary["verdict"]
     assert set(verdict["domains"]) == {"synth_a", "synth_b"}
