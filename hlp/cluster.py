@@ -1,12 +1,17 @@
-"""Ray start-up glue: join the configured cluster, else start a local one.
+"""Ray start-up glue: join the configured cluster, else start a Ray of the job's own.
 
 Every command that uses Ray (extract, train, sweep, reproduce) starts it here, so where a job
-runs is decided in one place.
+runs is decided in one place. With no address configured a job never joins another: Ray's own
+`ray.init()` would join whatever cluster was last started on the machine (its address file
+under /tmp/ray), so two jobs side by side, or a test's cluster, would share and kill each other.
 """
 
 from __future__ import annotations
 
 import os
+import socket
+import sys
+from collections.abc import Callable
 
 import ray
 
@@ -24,16 +29,79 @@ LOCAL_TRAIN_ENV = {
 }
 
 
-def ensure_ray(address: str | None) -> None:
-    """Join the configured cluster (or RAY_ADDRESS), else start a local one.
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def configured_address(address: str | None) -> str:
+    """`resources.address`, else RAY_ADDRESS, else "local" (a Ray of this job's own)."""
+    return address or os.environ.get("RAY_ADDRESS") or "local"
+
+
+def ensure_ray(address: str | None, log: Callable[[str], None] = _stderr) -> None:
+    """Join the cluster that `resources.address` or RAY_ADDRESS names (`auto`: the one running on
+    this machine, said in the log), else start a local Ray of this job's own.
 
     The dashboard stays on (ray[default]): without it Ray leaks the placement groups of
     stopped trials (STACK-NOTES).
     """
     if ray.is_initialized():
         return
-    address = address or os.environ.get("RAY_ADDRESS") or None
-    if address in (None, "local"):
-        for key, value in LOCAL_TRAIN_ENV.items():
-            os.environ.setdefault(key, value)
-    ray.init(address=address)
+    address = configured_address(address)
+    if address != "local":
+        if address == "auto":
+            log("resources.address auto: joining the Ray cluster running on this machine")
+        ray.init(address=address)
+        return
+    for key, value in LOCAL_TRAIN_ENV.items():
+        os.environ.setdefault(key, value)
+    _start_own_ray()
+
+
+def _start_own_ray() -> None:
+    """A new local Ray whose every process knows its address. Ray's helpers that look "the"
+    cluster up by themselves (Train's placement-group cleaner, through the state API) read
+    RAY_ADDRESS, and without it they refuse to choose, or choose another job's cluster, when
+    two Rays run on one machine. The GCS port is picked here so the address is known before
+    the processes start and inherit it."""
+    port = _free_port()
+    saved = {k: os.environ.get(k) for k in ("RAY_GCS_SERVER_PORT", "RAY_ADDRESS")}
+    os.environ["RAY_GCS_SERVER_PORT"] = str(port)
+    os.environ["RAY_ADDRESS"] = f"{ray.util.get_node_ip_address()}:{port}"
+    try:
+        ray.init(address="local")
+    except BaseException:
+        _restore(saved)
+        raise
+    os.environ.pop("RAY_GCS_SERVER_PORT", None)  # only this start takes the port
+    os.environ["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address  # what Ray bound, for this process's helpers
+    _start_autoscaling_coordinator()
+
+
+def _start_autoscaling_coordinator() -> None:
+    """Every TorchTrainer first asks Ray's autoscaling coordinator (one detached actor per
+    cluster, created on first use) for its workers' resources, and gives up after 5 s with a
+    logged traceback; on a busy 2-CPU machine the actor's own process start takes longer than
+    that. Started with the cluster, it answers every request at once. (A private Ray helper,
+    so a Ray without it simply skips this.)"""
+    try:
+        from ray.data._internal.cluster_autoscaler.default_autoscaling_coordinator import (
+            get_or_create_autoscaling_coordinator,
+        )
+    except ImportError:
+        return
+    ray.get(get_or_create_autoscaling_coordinator().__ray_ready__.remote(), timeout=300)
+
+
+def _restore(saved: dict[str, str | None]) -> None:
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("", 0))
+        return sock.getsockname()[1]
