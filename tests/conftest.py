@@ -48,6 +48,19 @@ def ray_tmpdir():
     shutil.rmtree(path, ignore_errors=True)
 
 
+@pytest.fixture
+def cluster_beside(ray_tmpdir):
+    """A Ray cluster that someone else started on this machine (`ray start --head`): the one
+    `ray.init()` with no address would join, through RAY_TMPDIR's address file."""
+    import ray.util
+
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"RAY_TMPDIR": ray_tmpdir}
+    port = _free_port()
+    subprocess.run(["ray", "start", "--head", f"--port={port}", "--num-cpus=1"], env=env, check=True,
+                   capture_output=True, timeout=180)
+    yield f"{ray.util.get_node_ip_address()}:{port}", env  # ray_tmpdir's teardown kills its processes
+
+
 @pytest.fixture(scope="session")
 def synth_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("synth")

@@ -6,8 +6,6 @@ finds and kills only its own processes."""
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import sys
 
@@ -31,31 +29,12 @@ print("WORKER", ray.get(address_seen_by_a_worker.remote()))
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("", 0))
-        return sock.getsockname()[1]
-
-
 def _probe(env: dict[str, str], *args: str) -> tuple[dict[str, str], str]:
     result = subprocess.run([sys.executable, "-c", PROBE, *args], env=env, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = dict(line.split(" ", 1) for line in result.stdout.splitlines() if line.startswith(("GCS", "WORKER")))
     return lines, result.stderr
-
-
-@pytest.fixture
-def cluster_beside(ray_tmpdir):
-    """A Ray cluster that someone else started on this machine (`ray start --head`): the one
-    `ray.init()` with no address would join, through RAY_TMPDIR's address file."""
-    import ray.util
-
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"RAY_TMPDIR": ray_tmpdir}
-    port = _free_port()
-    subprocess.run(["ray", "start", "--head", f"--port={port}", "--num-cpus=1"], env=env, check=True,
-                   capture_output=True, timeout=180)
-    yield f"{ray.util.get_node_ip_address()}:{port}", env  # ray_tmpdir's teardown kills its processes
 
 
 def test_a_job_with_no_address_starts_its_own_ray(cluster_beside):
