@@ -8,6 +8,7 @@ under /tmp/ray), so two jobs side by side, or a test's cluster, would share and 
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import sys
@@ -33,6 +34,21 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr)
 
 
+def verbose() -> bool:
+    """Ray's own logs (its start-up lines, every worker's and controller's INFO lines such as the
+    600-character `TrainingReport(...)` of each epoch, Tune's per-result tables) are shown only
+    with HLP_VERBOSE=1, which the CLI's `--verbose` sets; otherwise a run shows hlp's own lines."""
+    return os.environ.get("HLP_VERBOSE") == "1"
+
+
+def _logging() -> dict:
+    """ray.init's logging: in this process only errors (Ray's start-up lines and its advice on
+    token authentication are not the user's business); in the job's workers, warnings and up."""
+    if verbose():
+        return {}
+    return {"logging_level": logging.ERROR, "logging_config": ray.LoggingConfig(log_level="WARNING")}
+
+
 def configured_address(address: str | None) -> str:
     """`resources.address`, else RAY_ADDRESS, else "local" (a Ray of this job's own)."""
     return address or os.environ.get("RAY_ADDRESS") or "local"
@@ -49,9 +65,9 @@ def ensure_ray(address: str | None, log: Callable[[str], None] = _stderr) -> Non
         return
     address = configured_address(address)
     if address != "local":
-        if address == "auto":
-            log("resources.address auto: joining the Ray cluster running on this machine")
-        ray.init(address=address)
+        log("resources.address auto: joining the Ray cluster running on this machine" if address == "auto"
+            else f"joining the Ray cluster at {address}")
+        ray.init(address=address, **_logging())
         return
     for key, value in LOCAL_TRAIN_ENV.items():
         os.environ.setdefault(key, value)
@@ -69,7 +85,7 @@ def _start_own_ray() -> None:
     os.environ["RAY_GCS_SERVER_PORT"] = str(port)
     os.environ["RAY_ADDRESS"] = f"{ray.util.get_node_ip_address()}:{port}"
     try:
-        ray.init(address="local")
+        ray.init(address="local", **_logging())
     except BaseException:
         _restore(saved)
         raise

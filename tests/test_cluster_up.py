@@ -129,7 +129,7 @@ def test_ray_up_job_submit_and_down(tmp_path, synth_root, own_world, cluster_bes
         metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
         assert set(metrics["domains"]) == {"synth_a", "synth_b"} and metrics["seeds"] == [0]
         # It ran on the cluster that `ray up` started, not on a Ray of its own.
-        assert "Connecting to existing Ray cluster" in submitted.stdout + submitted.stderr
+        assert "joining the Ray cluster at" in submitted.stdout + submitted.stderr
     finally:
         _run(*own_world, "ray", "down", "-y", str(cluster_file), timeout=300)
     down = subprocess.run([*own_world, "ray", "status", "--address", "127.0.0.1:6379"], capture_output=True, text=True,
