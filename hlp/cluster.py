@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import sys
+import threading
 from collections.abc import Callable
 
 import ray
@@ -43,9 +45,14 @@ def verbose() -> bool:
 
 def _logging() -> dict:
     """ray.init's logging: in this process only errors (Ray's start-up lines and its advice on
-    token authentication are not the user's business); in the job's workers, warnings and up."""
+    token authentication are not the user's business); in the job's workers, warnings and up.
+    Train's workers then print as Python does (Train's print patch would repeat every line
+    through its logger; Train passes the setting on to the workers of a joined cluster too)."""
     if verbose():
         return {}
+    os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
+    # Printed before ray.init applies its level: Ray 2.60's notice that token authentication is on.
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     return {"logging_level": logging.ERROR, "logging_config": ray.LoggingConfig(log_level="WARNING")}
 
 
@@ -63,7 +70,17 @@ def ensure_ray(address: str | None, log: Callable[[str], None] = _stderr) -> Non
     """
     if ray.is_initialized():
         return
-    address = configured_address(address)
+    # ray.init installs its own SIGTERM handler; the CLI's stops a command as Ctrl-C does (runs
+    # closed KILLED), and a command that exits through Ray's aborts (exit 134). Keep the CLI's.
+    handler = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
+    try:
+        _init(configured_address(address), log)
+    finally:
+        if callable(handler):
+            signal.signal(signal.SIGTERM, handler)
+
+
+def _init(address: str, log: Callable[[str], None]) -> None:
     if address != "local":
         log("resources.address auto: joining the Ray cluster running on this machine" if address == "auto"
             else f"joining the Ray cluster at {address}")

@@ -12,6 +12,7 @@ import copy
 import dataclasses
 import difflib
 import os
+import re
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 from urllib.parse import urlsplit
@@ -46,17 +47,32 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _has_password(value: object) -> bool:
-    return isinstance(value, str) and bool(urlsplit(value).password)
+# The user-info of a URI (`user:password@`, `token@`) inside any text, to hide it when the text is shown.
+_USER_INFO = re.compile(r"(://)[^/@\s]*@")
+
+
+def _has_user_info(value: object) -> bool:
+    """Any user-info, not only a password: a token goes in the user slot (`http://TOKEN@host`)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        return "@" in urlsplit(value).netloc
+    except ValueError:  # a malformed URI (an unclosed IPv6 bracket): judge the text itself
+        return bool(_USER_INFO.search(value))
+
+
+def _hide_user_info(text: str) -> str:
+    return _USER_INFO.sub(r"\1<user-info hidden>@", text)
 
 
 def _no_password(uri: str | None) -> str | None:
     """Refuse credentials inside a URI: the config is logged as MLflow params, written as YAML
     artifacts and shipped to Ray workers, so a secret there would leak everywhere."""
-    if _has_password(uri):
-        raise ValueError("must not embed a password (user:password@host); put credentials in the "
-                         "environment instead (MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD, "
-                         "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)")
+    if _has_user_info(uri):
+        raise ValueError("must not embed a password or token (user-info, user:password@host or token@host); "
+                         "put credentials in the environment instead (MLFLOW_TRACKING_USERNAME / "
+                         "MLFLOW_TRACKING_PASSWORD or MLFLOW_TRACKING_TOKEN, AWS_ACCESS_KEY_ID / "
+                         "AWS_SECRET_ACCESS_KEY)")
     return uri
 
 
@@ -259,7 +275,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     """`a.b=value` with the value parsed as YAML, so `[dog,parkour]` is a list and `1e-3` a float."""
     key, sep, raw = item.partition("=")
     if not sep or not key.strip():
-        raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        raise ConfigError(f"--set expects KEY=VALUE, got {_hide_user_info(item)!r}")
     value = yaml.safe_load(raw) if raw.strip() else None
     if isinstance(value, str) and _looks_numeric(value):
         value = float(value)  # YAML 1.1 reads `1e-3` as a string
@@ -294,8 +310,14 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     """`--set KEY=VALUE` items, in order (a later one wins)."""
     for item in overrides:
         path, value = parse_override(item)
-        raw = set_dotted(raw, {".".join(path): value}, f"--set {item}")
+        raw = set_dotted(raw, {".".join(path): value}, f"--set {_hide_user_info(item)}")
     return raw
+
+
+def _set_origins(overrides: list[str]) -> dict[str, str]:
+    """Dotted key -> the `--set` that wrote it (a later one wins), so that a bad value given on
+    the command line is blamed on that `--set`, not on a file it never came from."""
+    return {item.partition("=")[0].strip(): f"--set {_hide_user_info(item)}" for item in overrides}
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None,
@@ -305,8 +327,9 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None,
     source = str(path) if path else "<defaults>"
     if path is not None:
         raw = _read_yaml(Path(path))
-    raw = apply_overrides(raw, list(overrides or []))
-    return config_from_dict(raw, source, schema)
+    overrides = list(overrides or [])
+    raw = apply_overrides(raw, overrides)
+    return config_from_dict(raw, source, schema, _set_origins(overrides))
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -324,11 +347,27 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 
 def config_from_dict(raw: dict[str, Any], source: str = "<dict>",
-                     schema: type[Schema] = ExperimentConfig) -> Schema:  # type: ignore[assignment]
+                     schema: type[Schema] = ExperimentConfig,  # type: ignore[assignment]
+                     origins: dict[str, str] | None = None) -> Schema:
+    """`origins` (dotted key -> where its value came from) overrides `source` for those keys."""
     try:
         return schema.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"{source}: " + "; ".join(_describe(e, schema) for e in exc.errors())) from None
+        raise ConfigError(_explain(exc.errors(), source, schema, origins or {})) from None
+
+
+def _explain(errors: list[dict[str, Any]], source: str, schema: type[BaseModel], origins: dict[str, str]) -> str:
+    """Each error under where its value came from: the file, or the `--set` that wrote it."""
+    by_origin: dict[str, list[str]] = {}
+    for error in errors:
+        by_origin.setdefault(_origin(error, source, origins), []).append(_describe(error, schema))
+    return "; ".join(f"{origin}: " + "; ".join(texts) for origin, texts in by_origin.items())
+
+
+def _origin(error: dict[str, Any], source: str, origins: dict[str, str]) -> str:
+    key = ".".join(str(p) for p in error["loc"])
+    written = [k for k in origins if key == k or key.startswith(k + ".")]  # `--set train={...}` wrote train.*
+    return origins[max(written, key=len)] if written else source
 
 
 def _describe(error: dict[str, Any], schema: type[BaseModel]) -> str:
@@ -343,8 +382,8 @@ def _describe(error: dict[str, Any], schema: type[BaseModel]) -> str:
         if name in _section_fields(loc, schema):  # a component's own check, which names its field
             return f"{key}.{name}: {rest}"
     shown = error.get("input")
-    if _has_password(shown):
-        shown = "<a URI with a password, not shown>"
+    if _has_user_info(shown):
+        shown = "<a URI with user-info, not shown>"
     return f"{key}: {error['msg']} (got {shown!r})"
 
 

@@ -11,14 +11,20 @@ from pathlib import Path
 import numpy as np
 
 
+def pyplot():
+    """matplotlib.pyplot on the headless Agg backend (CI and cluster nodes have no display)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def score_timelines(labels: dict[str, np.ndarray], scores: dict[str, np.ndarray], path: str | Path,
                     title: str) -> Path:
     """Predicted score per clip against the ground-truth highlight spans, one panel per video id."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # headless: CI and cluster nodes have no display
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(len(labels), 1, figsize=(9, 1.8 * len(labels)), squeeze=False)
     for ax, (video_id, truth) in zip(axes[:, 0], labels.items()):
         clips = np.arange(len(truth))

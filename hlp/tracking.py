@@ -8,6 +8,7 @@ plain `./mlruns` file store is refused by MLflow 3 unless explicitly allowed.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -15,6 +16,8 @@ from typing import Any
 
 _MAX_PARAM = 6000  # MLflow's limit on a param value's length
 _PROBE_TIMEOUT_S = 5  # a reachable server answers a one-row search well within this
+# Tags that say how a run ended the last time; a reopened run is running again, so they go.
+_END_TAGS = ("stopped_early",)
 
 
 class TrackingError(RuntimeError):
@@ -84,13 +87,37 @@ def absolute_uri(uri: str) -> str:
     return uri
 
 
+def end_status(kind: type[BaseException] | None) -> str:
+    """The MLflow status of a run left by `kind`: nothing raised; an interrupt (Ctrl-C, SIGTERM
+    that the CLI turns into one, or the `sys.exit` of a SIGTERM handler of Ray's); or any other
+    exception."""
+    if kind is None:
+        return "FINISHED"
+    return "KILLED" if issubclass(kind, (KeyboardInterrupt, SystemExit)) else "FAILED"
+
+
+def artifact_location(uri: str, experiment: str) -> str | None:
+    """Beside a SQLite store, `<folder of the .db>/mlartifacts/<experiment>`: MLflow's default
+    (`./mlruns` of whichever working directory created the experiment) scatters artifacts away
+    from the runs that name them. None (the store's default) for a server or another store."""
+    uri = absolute_uri(uri)
+    if not uri.startswith("sqlite:///"):
+        return None
+    folder = Path(uri[len("sqlite:///"):]).parent / "mlartifacts" / re.sub(r"[^\w.-]", "_", experiment)
+    return folder.as_uri()
+
+
 def run_tags(cfg) -> dict[str, str]:
     """The tags every run of an experiment carries, so the UI can group and filter them."""
     return {"dataset": cfg.data.dataset, "protocol": cfg.data.protocol, "variant": cfg.model.variant}
 
 
 class Tracker:
-    """One MLflow run; every method is a no-op when tracking is disabled."""
+    """One MLflow run; every method is a no-op when tracking is disabled.
+
+    As a context manager it ends the run however the block ends: FINISHED, FAILED on an
+    exception, KILLED on an interrupt, so no run is left RUNNING by a crash or a Ctrl-C.
+    """
 
     @classmethod
     def attach(cls, uri: str, run_id: str | None) -> "Tracker":
@@ -106,21 +133,37 @@ class Tracker:
                  reuse_run_id: str | None = None) -> None:
         """Create a run, or reopen one: `reuse_run_id`, or the run of this parent carrying
         `reuse_tag`, so that a resumed sweep never duplicates a run."""
-        self.enabled = enabled
+        self.enabled, self.reopened = enabled, False
         self.run_id: str | None = None
         if not enabled:
             return
         self.client = _client(uri)
         found = self.client.get_experiment_by_name(experiment)
-        experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
+        experiment_id = found.experiment_id if found else self.client.create_experiment(
+            experiment, artifact_location=artifact_location(uri, experiment))
         self.run_id = reuse_run_id or self._find(experiment_id, parent_run_id, reuse_tag)
         if self.run_id:
-            self.client.update_run(self.run_id, status="RUNNING")
+            self._reopen()
             return
         all_tags = {"mlflow.runName": run_name, "git_commit": git_commit(), **tags}
         if parent_run_id:
             all_tags["mlflow.parentRunId"] = parent_run_id
         self.run_id = self.client.create_run(experiment_id, tags=all_tags, run_name=run_name).info.run_id
+
+    def _reopen(self) -> None:
+        """Running again: the status, and none of the tags that said how it ended before."""
+        self.reopened = True
+        self.client.update_run(self.run_id, status="RUNNING")
+        tags = self.client.get_run(self.run_id).data.tags
+        for key in _END_TAGS:
+            if key in tags:
+                self.client.delete_tag(self.run_id, key)
+
+    def __enter__(self) -> "Tracker":
+        return self
+
+    def __exit__(self, kind, exc, traceback) -> None:
+        self.finish(end_status(kind))
 
     def _find(self, experiment_id: str, parent_run_id: str | None, tag: tuple[str, str] | None) -> str | None:
         if tag is None:
@@ -132,10 +175,13 @@ class Tracker:
         return runs[0].info.run_id if runs else None
 
     def log_params(self, params: dict[str, Any]) -> None:
+        """A reopened run keeps the params it has (MLflow refuses to change one: a rerun that
+        only changes resources, which the run key leaves out, would fail) and gets the new ones."""
         if self.enabled:
             from mlflow.entities import Param
 
-            batch = [Param(k, str(v)[:_MAX_PARAM]) for k, v in params.items()]
+            known = self.client.get_run(self.run_id).data.params if self.reopened else {}
+            batch = [Param(k, str(v)[:_MAX_PARAM]) for k, v in params.items() if k not in known]
             for start in range(0, len(batch), 100):
                 self.client.log_batch(self.run_id, params=batch[start : start + 100])
 
@@ -159,20 +205,25 @@ class Tracker:
             self.client.log_artifact(self.run_id, str(path), artifact_path)
 
     def close_children(self, stopped_trials: set[str], status: str = "KILLED") -> int:
-        """Mark the child runs of trials that ASHA stopped, and any child still RUNNING, as
-        stopped early. Whether a stopped trial's own handler got to end its run first (as
-        FAILED, when Tune interrupts it) is a race, so Tune's word decides, not the run status."""
+        """Mark the child runs of trials that ASHA stopped, and any child still RUNNING (on an
+        interrupted sweep: its trials and final runs), as stopped early. Whether a stopped
+        trial's own handler got to end its run first (as FAILED, when Tune interrupts it) is a
+        race, so Tune's word decides, not the run status."""
         if not self.enabled:
             return 0
         experiment_id = self.client.get_run(self.run_id).info.experiment_id
         query = f"tags.`mlflow.parentRunId` = '{self.run_id}'"
+        stopped = set(stopped_trials) - {None}  # a final run has no trial_id
         runs = [r for r in self.client.search_runs([experiment_id], filter_string=query)
-                if r.info.status == "RUNNING" or r.data.tags.get("trial_id") in stopped_trials]
+                if r.info.status == "RUNNING" or r.data.tags.get("trial_id") in stopped]
         for run in runs:
             self.client.set_tag(run.info.run_id, "stopped_early", "true")
             self.client.set_terminated(run.info.run_id, status)
         return len(runs)
 
     def finish(self, status: str = "FINISHED") -> None:
-        if self.enabled:
+        """End the run unless it has already ended: the first end wins. An interrupted sweep
+        closes its final runs as KILLED from the main thread while their trainings are still
+        unwinding, and their own failure must not overwrite that."""
+        if self.enabled and self.client.get_run(self.run_id).info.status == "RUNNING":
             self.client.set_terminated(self.run_id, status)

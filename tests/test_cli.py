@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from mlflow.tracking import MlflowClient
 
+from hlp.data.synth import SynthSpec, write_synthetic
+
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+WIDE = {"COLUMNS": "300"}  # Rich wraps stderr at 80 columns in a pipe; a path then stays on one line
 
 
-def hlp(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+def hlp(*args: str, cwd: Path, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     result = subprocess.run([sys.executable, "-m", "hlp.cli", *args], cwd=cwd, capture_output=True, text=True,
-                            timeout=600)
+                            timeout=600, env={**os.environ, **(env or {})})
     if check and result.returncode != 0:
         raise AssertionError(f"hlp {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result
@@ -135,3 +140,114 @@ def test_missing_data_root_is_clear(tmp_path):
                  "--set", "tracking.enabled=false", cwd=tmp_path, check=False)
     assert result.returncode == 2
     assert "annotation file not found" in result.stderr
+
+
+def test_an_error_naming_a_file_prints_whole_with_its_bracketed_path(tmp_path):
+    """DataError says "reason [path]"; Rich used to read "[/path]" as a closing tag and crash."""
+    write_synthetic(str(tmp_path / "d"), SynthSpec(videos_per_domain=4, min_clips=12, max_clips=20))
+    bad = tmp_path / "d" / "youtube" / "video_features" / "synth_a_000_rgb.npy"
+    bad.write_bytes(bad.read_bytes()[:100])  # a truncated .npy
+    result = hlp("train", str(EXPERIMENTS / "quickstart.yaml"), "--set", f"data.root={tmp_path / 'd'}",
+                 "--set", "data.on_bad=error", "--set", "tracking.enabled=false", cwd=tmp_path, check=False, env=WIDE)
+    assert result.returncode == 2, result.stderr[-3000:]
+    text = " ".join(result.stderr.split())
+    assert "error: video synth_a_000: unreadable feature file" in text and f"[{bad}]" in text, text
+    assert "MarkupError" not in text and "Traceback" not in text
+
+
+def test_import_umt_on_a_missing_root_names_it(tmp_path):
+    result = hlp("data", "import-umt", "--root", str(tmp_path / "nowhere"), "--dataset", "youtube",
+                 "--out", str(tmp_path / "store"), cwd=tmp_path, check=False, env=WIDE)
+    assert result.returncode == 2, result.stderr[-3000:]
+    folder = tmp_path / "nowhere" / "youtube"
+    assert f"not a UMT release folder [{folder}]" in " ".join(result.stderr.split()), result.stderr
+
+
+def test_help_and_hints_keep_their_square_brackets(tmp_path):
+    """Typer renders help, and Rich prints hints, as markup: an unescaped [word] vanishes."""
+    help_text = hlp("evaluate", "--help", cwd=tmp_path, env={"COLUMNS": "200"}).stdout
+    assert "JSON {video_id: [score per clip]}" in help_text, help_text
+    hlp("data", "synth", "--out", "d", "--videos", "2", cwd=tmp_path)
+    hlp("data", "import-umt", "--root", "d", "--dataset", "youtube", "--out", "store", "--streams", "rgb", cwd=tmp_path)
+    export = hlp("data", "export-umt", "--store", "store", "--out", "e", cwd=tmp_path)
+    assert "train on it with --set data.visual_streams=[rgb]" in export.stderr, export.stderr
+
+
+class Exploit:
+    """What a hostile checkpoint carries: unpickling it would run a shell command."""
+
+    def __reduce__(self):
+        return os.system, ("touch PWNED",)
+
+
+def test_a_checkpoint_with_pickled_code_is_refused_without_torchs_advice(tmp_path):
+    import torch
+
+    torch.save({"format": "hlp-model/1", "x": Exploit()}, tmp_path / "evil.pt")
+    result = hlp("predict", "video.mp4", "--checkpoint", "evil.pt", cwd=tmp_path, check=False, env=WIDE)
+    text = " ".join(result.stderr.split())
+    assert result.returncode == 2, text
+    assert "evil.pt: not a safe model file" in text and "system" in text, text  # names the file and the object
+    assert "weights_only" not in text and "safe_globals" not in text, text  # no advice to load it anyway
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_version_and_shell_completion(tmp_path):
+    from importlib.metadata import version
+
+    assert hlp("--version", cwd=tmp_path).stdout.strip() == f"hlp {version('hlp')}"
+    command = str(Path(sys.executable).parent / "hlp")  # the installed script: completion keys on its name
+    script = subprocess.run([command, "--show-completion", "bash"], capture_output=True, text=True, timeout=120)
+    assert "complete -o default -F _hlp_completion hlp" in script.stdout, script.stdout + script.stderr
+    # What the shell function asks for when `hlp con<TAB>` is typed: the command names that fit.
+    asked = {**os.environ, "_HLP_COMPLETE": "complete_bash", "COMP_WORDS": "hlp con", "COMP_CWORD": "1"}
+    completed = subprocess.run([command], capture_output=True, text=True, timeout=120, env=asked)
+    assert completed.stdout.split() == ["config"], completed.stdout + completed.stderr
+
+
+def test_config_show_prints_the_resolved_yaml_and_refuses_a_bad_one(tmp_path):
+    shown = hlp("config", "show", str(EXPERIMENTS / "quickstart.yaml"), "--set", "train.epochs=3", cwd=tmp_path)
+    resolved = yaml.safe_load(shown.stdout)
+    assert resolved["train"]["epochs"] == 3 and resolved["loss"]["lambda_hpcl"] == 0.3  # --set, then a default
+    extraction = yaml.safe_load(hlp("config", "show", str(EXPERIMENTS / "extract.yaml"), cwd=tmp_path).stdout)
+    assert extraction["visual"]["name"] == "r3d_18"  # an extraction file is read as one
+    bad = hlp("config", "show", str(EXPERIMENTS / "quickstart.yaml"), "--set", "train.epochs=abc", cwd=tmp_path,
+              check=False, env=WIDE)
+    assert bad.returncode == 2 and not bad.stdout
+    assert "--set train.epochs=abc: train.epochs:" in bad.stderr and "quickstart.yaml" not in bad.stderr, bad.stderr
+    assert list(tmp_path.iterdir()) == []  # validated, nothing run or written
+
+
+def test_runs_lists_the_tracking_store_newest_first(tmp_path):
+    from hlp.tracking import Tracker
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    made = (("exp-a", "first-run", {"mean_test_map": 0.61234, "mean_val_map": 0.5}, "FINISHED"),
+            ("exp-a", "second-run", {"val_map": 0.25}, "KILLED"),
+            ("exp-b", "third-run", {"best_test_map": 0.7}, "FAILED"))
+    for experiment, name, metrics, status in made:  # in this order, so third-run is the newest
+        run = Tracker(uri, experiment, name, {})
+        run.log_metrics(metrics)
+        run.finish(status)
+
+    listed = hlp("runs", "--tracking-uri", uri, cwd=tmp_path, env={"COLUMNS": "200"}).stdout
+    rows = [line for line in listed.splitlines() if "-run" in line]
+    assert [next(w for w in row.split() if w.endswith("-run")) for row in rows] == ["third-run", "second-run",
+                                                                                   "first-run"], listed
+    assert "exp-b" in rows[0] and "FAILED" in rows[0] and "0.7000" in rows[0]
+    assert "KILLED" in rows[1] and "0.2500" in rows[1]
+    assert "FINISHED" in rows[2] and "0.6123" in rows[2] and "0.5000" in rows[2]
+    assert all(name in listed for name in ("mean_test_map", "mean_val_map", "val_map", "best_test_map"))
+    # The newest run of exp-a only: the newer run of exp-b and the older one of exp-a are left out.
+    newest_a = hlp("runs", "--tracking-uri", uri, "--experiment", "exp-a", "--limit", "1", cwd=tmp_path,
+                   env={"COLUMNS": "200"}).stdout
+    assert "second-run" in newest_a and "first-run" not in newest_a and "third-run" not in newest_a, newest_a
+
+
+def test_runs_refuses_a_missing_store_and_credentials_in_the_uri(tmp_path):
+    missing = hlp("runs", "--tracking-uri", f"sqlite:///{tmp_path / 'none.db'}", cwd=tmp_path, check=False, env=WIDE)
+    assert missing.returncode == 2 and "no tracking store" in missing.stderr, missing.stderr
+    assert not (tmp_path / "none.db").exists()  # looking never creates a store
+    token = hlp("runs", "--tracking-uri", "http://tok3n-xyz@127.0.0.1:5000", cwd=tmp_path, check=False, env=WIDE)
+    assert token.returncode == 2 and "MLFLOW_TRACKING_TOKEN" in token.stderr, token.stderr
+    assert "tok3n-xyz" not in token.stdout + token.stderr

@@ -1,7 +1,7 @@
 """Jobs on one machine never harm each other: with no address configured a job starts a Ray of
 its own and never joins the cluster running beside it (`ray.init()` alone would, through the
 address file of the cluster last started), and a healthy run beside another Ray prints no Ray
-traceback. The cluster beside it lives under the test's private RAY_TMPDIR, so the test starts,
+traceback, only hlp's own lines. The cluster beside it lives under the test's private RAY_TMPDIR, so the test starts,
 finds and kills only its own processes."""
 
 from __future__ import annotations
@@ -62,3 +62,7 @@ def test_a_training_beside_another_ray_prints_no_ray_traceback(tmp_path, synth_r
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
     assert "multiple active Ray instances" not in result.stderr
+    # Quiet by default: one short line per epoch, none of Ray's 600-character TrainingReport lines.
+    output = result.stdout + result.stderr
+    assert "TrainingReport(" not in output and "Token authentication" not in output
+    assert "seed 0 | epoch 1/1 | loss " in output

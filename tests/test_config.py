@@ -123,3 +123,26 @@ def test_model_and_loss_defaults_and_checks_are_the_components_own():
         component = LossSettings if key.startswith("loss") else AttentionConfig
         with pytest.raises(ValueError, match=key.split(".")[1]):
             component(**{key.split(".")[1]: bad})
+
+
+def test_a_bad_set_value_is_blamed_on_the_set_not_the_file(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, "train:\n  lr: fast\n"), ["train.epochs=abc"])
+    message = str(info.value)
+    assert "--set train.epochs=abc: train.epochs:" in message and "'abc'" in message, message
+    assert "exp.yaml: train.lr:" in message, message  # the file's own mistake is still the file's
+    assert "exp.yaml: train.epochs" not in message
+    with pytest.raises(ConfigError, match=r"^--set train=\{epochs: x\}: train\.epochs:"):  # a section written whole
+        load_config(write(tmp_path, ""), ["train={epochs: x}"])
+
+
+@pytest.mark.parametrize("key", ["tracking.uri", "data.root", "resources.storage_path"])
+@pytest.mark.parametrize("uri", ["http://tok3n-xyz@127.0.0.1:5000", "https://alice:tok3n-xyz@mlflow.example",
+                                 "s3://tok3n-xyz@bucket/prefix"])
+def test_any_user_info_in_a_uri_is_refused_and_never_shown(key, uri):
+    """A token goes in the user slot (`http://TOKEN@host`) as often as in the password's."""
+    with pytest.raises(ConfigError) as info:
+        load_config(None, [f"{key}={uri}"])
+    message = str(info.value)
+    assert f"{key}: " in message and "must not embed a password or token" in message, message
+    assert "MLFLOW_TRACKING_TOKEN" in message and "tok3n-xyz" not in message, message

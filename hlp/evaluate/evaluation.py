@@ -57,7 +57,7 @@ def evaluate_scores(dataset: Dataset, protocol: str, scores: Mapping[str, Sequen
         if missing:
             raise ScoresError(f"domain {domain!r}: scores missing for test video(s) {missing}")
         for vid in ids:
-            _check_length(dataset.videos[vid], scores[vid])
+            _check_scores(dataset.videos[vid], scores[vid])
         result[domain] = domain_map([dataset.videos[v] for v in ids], {v: np.asarray(scores[v], float) for v in ids})
     return {"domains": result, "mean": float(np.mean(list(result.values()))) if result else 0.0}
 
@@ -69,10 +69,25 @@ def _domains_of(dataset: Dataset, scores: Mapping[str, Sequence[float]]) -> set[
     return {dataset.videos[vid].domain for vid in scores}
 
 
-def _check_length(video: Video, scores: Sequence[float]) -> None:
+def _check_scores(video: Video, scores: Sequence[float]) -> None:
+    _check_numbers(video.video_id, scores)
     if len(scores) != video.num_clips:
         raise ScoresError(
             f"video {video.video_id}: {len(scores)} scores for {video.num_clips} clips"
         )
     if not np.isfinite(np.asarray(scores, dtype=float)).all():
         raise ScoresError(f"video {video.video_id}: NaN or Inf in the scores")
+
+
+def _check_numbers(video_id: str, scores: object) -> None:
+    """A JSON list of numbers: numpy would turn "0.5" into a number and fail on "a" with a bare
+    traceback, so anything else (strings, booleans, nulls, nested lists) is named here."""
+    if isinstance(scores, np.ndarray) and scores.ndim == 1 and scores.dtype.kind in "fiu":
+        return
+    if isinstance(scores, (str, bytes)) or not isinstance(scores, Sequence):
+        raise ScoresError(f"video {video_id}: expected a list of scores (one number per clip), "
+                          f"got {type(scores).__name__}")
+    for index, value in enumerate(scores):
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+            raise ScoresError(f"video {video_id}: score {index} is {value!r} ({type(value).__name__}), "
+                              f"not a number")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -135,8 +136,22 @@ def _state_dict(name: str, weights: str | None, download: str | None, expected: 
     try:
         state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
-        raise ExtractorError(f"{name}: cannot read weights {weights}: {exc}") from None
+        raise ExtractorError(f"{name}: cannot read weights {weights}: {_load_refusal(exc)}") from None
     return state, _sha(payload)
+
+
+def _load_refusal(exc: Exception) -> str:
+    """Why torch refused a weights file, without its advice to load it with weights_only=False
+    (or to allow-list its classes): that would run whatever code the file's pickled objects carry."""
+    text = str(exc)
+    refused = re.search(r"GLOBAL ([\w.]+)", text)  # the class or function torch refused
+    if refused:
+        return (f"not a safe model file: it holds a pickled Python object ({refused[1]}), "
+                f"which is never loaded (loading it could run code); a weights file holds only tensors, numbers "
+                f"and strings")
+    if "weights_only" in text:  # torch's weights-only reader refused the bytes themselves
+        return "not a PyTorch file of tensors, numbers and strings"
+    return text.strip().splitlines()[0][:300] if text.strip() else f"{type(exc).__name__}: empty or truncated file"
 
 
 def _download(name: str, url: str | None, expected: str) -> dict:

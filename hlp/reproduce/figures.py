@@ -11,8 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from hlp.plots import plt, score_timelines
+from hlp.plots import pyplot, score_timelines
 from hlp.reproduce.tables import FIGURE3_PANELS, Cell
+
+plt = pyplot()  # the report draws several figures; the module is imported only by `hlp reproduce`
 
 TIMELINE_VIDEOS = 2  # per domain, at most 8 panels
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from hlp.config import flatten
+from hlp.config import TrackingConfig, flatten
 from hlp.reproduce.config import ReproduceConfig
 from hlp.reproduce.tables import Cell, Table, owners
-from hlp.tracking import Tracker
+from hlp.tracking import Tracker, end_status
 
 
 def _slot(cell: Cell) -> str:
@@ -69,3 +71,25 @@ class ReproduceRuns:
         for path in paths["report"]:
             self.report.log_artifact(path)
         self.report.finish()
+
+
+@contextmanager
+def runs_end_with(output: Path, tracking: TrackingConfig) -> Iterator[None]:
+    """Whatever stops a reproduction (an error, Ctrl-C, SIGTERM), the runs it opened (those in
+    DIR/mlflow_runs.json still RUNNING) end FAILED, or KILLED on an interrupt, instead of RUNNING."""
+    try:
+        yield
+    except BaseException as exc:
+        close_open_runs(output, tracking, end_status(type(exc)))
+        raise
+
+
+def close_open_runs(output: Path, tracking: TrackingConfig, status: str) -> None:
+    """End every run of DIR/mlflow_runs.json that is still RUNNING with `status`."""
+    path = output / "mlflow_runs.json"
+    if not tracking.enabled or not path.exists():
+        return
+    state = json.loads(path.read_text())
+    ids = [state.get("report"), *state.get("tables", {}).values(), *state.get("cells", {}).values()]
+    for run_id in dict.fromkeys(i for i in ids if i):
+        Tracker.attach(tracking.uri, run_id).finish(status)  # a run that has ended keeps its status

@@ -7,13 +7,18 @@ Optuna's seeded TPE proposes from it and ASHA stops on it. Trials never score th
 At the end the best configuration and the experiment's own defaults both train on every seed
 and are scored on the test split once, for `sweep_summary.json`, the printed table and the
 verdict (the paired difference with its bootstrap interval over test videos).
+
+Ctrl-C (or SIGTERM) stops the sweep where it is: no final run starts, every run still open ends
+KILLED, and `--resume` continues from Tune's saved state.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import ray
@@ -50,19 +55,28 @@ def run_sweep(cfg: ExperimentConfig, output: Path, resume: bool,
     parent = Tracker(cfg.tracking.uri, cfg.tracking.experiment, f"sweep-{cfg.name}", {"sweep": cfg.name, **run_tags(cfg)},
                      cfg.tracking.enabled, reuse_run_id=state.get("parent_run_id"))
     state_path.write_text(json.dumps({"parent_run_id": parent.run_id}))
-    parent.log_params(flatten(cfg))
-    (output / "config.yaml").write_text(to_yaml(cfg))
-    ensure_ray(cfg.resources.address)
-    _warn_if_oversubscribed(cfg, log)
-    grid = search(cfg, parent.run_id, resume, log, dataset)
-    return _report(cfg, grid, output, parent, train, log, dataset)
+    with parent:  # FINISHED, FAILED, or KILLED on an interrupt
+        try:
+            parent.log_params(flatten(cfg))
+            (output / "config.yaml").write_text(to_yaml(cfg))
+            ensure_ray(cfg.resources.address)
+            _warn_if_oversubscribed(cfg, log)
+            grid = search(cfg, parent.run_id, resume, log, dataset)
+            return _report(cfg, grid, output, parent, train, log, dataset)
+        except BaseException:
+            parent.close_children(set())  # trials and final runs still running end KILLED with the sweep
+            raise
 
 
 def search(cfg: ExperimentConfig, parent_run_id: str | None, resume: bool = False,
            log: Callable[[str], None] = print, dataset: Dataset | None = None):
     """The Tune part alone (Ray already initialised): trials on validation mAP; a ResultGrid.
     `dataset`, when given, goes into the object store once and every trial's workers read it there,
-    unless the space searches a key that changes what is read (then each trial reads its own)."""
+    unless the space searches a key that changes what is read (then each trial reads its own).
+
+    Ctrl-C raises KeyboardInterrupt out of the search: Tune's own handler would instead end the
+    search as if it were complete, and the sweep would go on to train its final runs."""
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
     storage_path, filesystem = ray_storage(cfg.resources.storage_path)
     share = dataset is not None and not changes_read(cfg.search.space)
     shared = [ray.put(dataset) if share else None]  # in a list: Tune passes the reference itself
@@ -111,20 +125,46 @@ def _warn_if_oversubscribed(cfg: ExperimentConfig, log: Callable[[str], None]) -
 
 def _final_runs(cfg: ExperimentConfig, configs: dict[str, ExperimentConfig], output: Path, parent_run_id: str | None,
                 train) -> dict[str, dict]:
-    """The winner and the defaults on every seed. They train side by side when the cluster holds
-    both (each is its own TorchTrainer; Train V2 runs them from threads of this driver), so the
-    sweep's last step takes one training's time instead of two."""
+    """The winner and the defaults on every seed, as child runs of the sweep. They train side by
+    side when the cluster holds both (each is its own TorchTrainer; Train V2 runs them from
+    threads of this driver), so the sweep's last step takes one training's time instead of two."""
     res = cfg.resources
     room = ray.cluster_resources().get("GPU" if res.use_gpu else "CPU", 0)
     # Identical configs share one Ray run name: then the second must resume the first, not race it.
     distinct = len({run_key(c, 0) for c in configs.values()}) == len(configs)
     side_by_side = distinct and room >= len(configs) * res.workers * (1 if res.use_gpu else res.cpus_per_worker)
-    with ThreadPoolExecutor(len(configs) if side_by_side else 1) as pool:
-        futures = {role: pool.submit(train, c, output / role, {"sweep": cfg.name, "role": role,
-                                                               "run_name": f"{cfg.name}-{role}",
-                                                               "run_key": f"{parent_run_id}/{role}"})
-                   for role, c in configs.items()}
-    return {role: future.result() for role, future in futures.items()}
+    nested = {"mlflow.parentRunId": parent_run_id} if parent_run_id else {}
+    calls = {role: partial(train, c, output / role, {"sweep": cfg.name, "role": role, "run_name": f"{cfg.name}-{role}",
+                                                     "run_key": f"{parent_run_id}/{role}", **nested})
+             for role, c in configs.items()}
+    groups = [list(calls)] if side_by_side else [[role] for role in calls]
+    results: dict[str, dict] = {}
+    for group in groups:
+        results.update(_side_by_side({role: calls[role] for role in group}))
+    return results
+
+
+def _side_by_side(calls: dict[str, Callable[[], dict]]) -> dict[str, dict]:
+    """Run the calls in daemon threads and return their results (or raise the first error). Daemon
+    threads, so that an interrupted sweep exits at once, its runs closed as KILLED, instead of
+    waiting for trainings nobody will read (a pool's threads are joined at exit)."""
+    results: dict[str, dict] = {}
+    errors: list[BaseException] = []
+
+    def run(role: str) -> None:
+        try:
+            results[role] = calls[role]()
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(role,), daemon=True, name=f"final-{role}") for role in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return results
 
 
 def _report(cfg, grid, output: Path, parent: Tracker, train, log, dataset: Dataset) -> dict:
@@ -157,7 +197,6 @@ def _report(cfg, grid, output: Path, parent: Tracker, train, log, dataset: Datas
     for figure in optuna_figures(grid, cfg.search.space, output):
         parent.log_artifact(figure)
     parent.log_artifact(output / "sweep_summary.json")
-    parent.finish()
     return summary
 
 

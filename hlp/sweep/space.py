@@ -23,11 +23,22 @@ def check_space(cfg: ExperimentConfig) -> None:
     if replicas > 1 and cfg.resources.workers != 1:  # each (seed, fold) is one worker of the trial
         raise ConfigError(f"a trial trains {replicas} replicas (search.seeds x the folds of eval.selection kfold), "
                           f"one worker each: resources.workers must be 1, got {cfg.resources.workers}")
+    _check_grace_period(cfg)
     for key, param in cfg.search.space.items():
         if key not in known:
             hint = difflib.get_close_matches(key, list(known), n=1)
             raise ConfigError(f"search.space: unknown key {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
         _check_bounds(key, param)
+
+
+def _check_grace_period(cfg: ExperimentConfig) -> None:
+    """ASHA may stop a trial only after `grace_period` epochs: with fewer epochs it never could, and
+    past its max_t (train.epochs + 2) Ray's scheduler fails inside Tune with an assertion that names
+    neither key."""
+    if cfg.train.epochs < cfg.search.grace_period:
+        raise ConfigError(f"search.grace_period ({cfg.search.grace_period}) exceeds train.epochs "
+                          f"({cfg.train.epochs}): ASHA could never stop a trial; lower search.grace_period "
+                          f"or raise train.epochs")
 
 
 def _check_bounds(key: str, p: SearchParam) -> None:

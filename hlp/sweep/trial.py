@@ -36,21 +36,17 @@ def trial(params: dict, base: dict, parent_run_id: str | None, sweep_name: str, 
             **run_tags(cfg)}
     child = Tracker(cfg.tracking.uri, cfg.tracking.experiment, f"{sweep_name}-{trial_id}", tags,
                     cfg.tracking.enabled, parent_run_id=parent_run_id, reuse_tag=("trial_id", trial_id))
-    child.log_params(flatten(cfg))
-    _log_text(child, "config.yaml", to_yaml(cfg))  # first, so a trial that ASHA stops still has it
-    try:
+    with child:  # FINISHED; FAILED on an error; KILLED when the trial's process is told to exit
+        child.log_params(flatten(cfg))
+        _log_text(child, "config.yaml", to_yaml(cfg))  # first, so a trial that ASHA stops still has it
         # Named after the trial with no timestamp: a retried or resumed trial finds its checkpoints.
         replicas = replicas_of(cfg)  # one worker per (seed, fold); a single carved seed trains as `hlp train` does
         results = fit_with_ray(cfg, replicas[0]["seed"], child.run_id, run_name=f"{sweep_name}-{trial_id}",
                                callbacks=[TuneReportCallback()], score_test=False,
                                replicas=replicas if len(replicas) > 1 or replicas[0]["fold"] is not None else None,
-                               dataset=(shared or [None])[0])
+                               dataset=(shared or [None])[0], log=print)
         child.log_metrics({f"val_map.{d}": r.val_map for d, r in results.items()})
         log_trial_artifacts(child, cfg, results)
-    except BaseException:
-        child.finish("FAILED")
-        raise
-    child.finish()
 
 
 def _log_text(child: Tracker, name: str, text: str) -> None:

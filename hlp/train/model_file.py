@@ -9,6 +9,7 @@ chose, and the extractors (with the clip grid) the training features came from.
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 
 import torch
@@ -66,6 +67,21 @@ def save(path: str, content: dict) -> None:
     fs.pipe_file(inner, buffer.getvalue())
 
 
+def _load_refusal(path: str, exc: Exception) -> str:
+    """Why `path` was not loaded, without torch's advice to load it with weights_only=False (or to
+    allow-list its classes): that would run whatever code the file's pickled objects carry."""
+    text = str(exc)
+    refused = re.search(r"GLOBAL ([\w.]+)", text)  # the class or function torch refused
+    if refused:
+        return (f"{path}: not a safe model file: it holds a pickled Python object ({refused[1]}), "
+                f"which is never loaded (loading it could run code); a model file holds only tensors, numbers "
+                f"and strings")
+    if "weights_only" in text:  # torch's weights-only reader refused the bytes themselves
+        return f"{path}: not a loadable checkpoint (not a PyTorch file of tensors, numbers and strings)"
+    first_line = text.strip().splitlines()[0][:300] if text.strip() else "empty or truncated file"
+    return f"{path}: not a loadable checkpoint ({type(exc).__name__}: {first_line})"
+
+
 def load(path: str) -> ModelFile:
     fs, inner = filesystem(path)
     if not fs.exists(inner):
@@ -73,7 +89,7 @@ def load(path: str) -> ModelFile:
     try:
         content = torch.load(io.BytesIO(fs.cat_file(inner)), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad or unsafe file
-        raise CheckpointError(f"{path}: not a loadable checkpoint ({exc})") from None
+        raise CheckpointError(_load_refusal(path, exc)) from None
     if not isinstance(content, dict) or content.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an hlp model file (expected format {FORMAT!r}; "
                               f"`hlp train` writes model_<domain>_seed<N>.pt)")

@@ -5,9 +5,12 @@ read by every worker there without a copy), else loads it itself from a local pa
 wraps the models for DDP and runs the one training loop of `train.loop.fit` on its shard of the
 windows. Every epoch all workers report together (Ray's report is a barrier); rank 0 adds the
 validation metrics, logs them to MLflow and attaches a checkpoint. A restarted worker, or a
-rerun under the same run name, continues from the latest checkpoint. The final report carries
-rank 0's results back to the driver inside the last checkpoint, since Ray does not persist
-checkpoint-less metrics.
+rerun under the same run name, continues from the latest checkpoint (the only one kept: a
+d=256 run's is ~0.5 GB). The final report carries rank 0's results back to the driver inside the
+last checkpoint, since Ray does not persist checkpoint-less metrics. With `resources.workers: 0`
+(Ray Train's local mode, for debugging) the function runs in the driver itself: nothing is
+checkpointed (local mode keeps no checkpoint and never resumes) and the results come back as its
+return value.
 
 A sweep trial instead runs replicas: one worker per (seed, fold) of `search.seeds` (and the
 folds of eval.selection kfold), each its own model on its own split, side by side. Every epoch
@@ -19,8 +22,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import signal
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 
@@ -30,6 +37,7 @@ import ray.train
 import ray.train.torch
 import torch
 
+from hlp.cluster import verbose
 from hlp.config import ExperimentConfig, config_from_dict
 from hlp.data.datasets import Dataset, load_dataset_for
 from hlp.data.protocols import (
@@ -41,6 +49,7 @@ from hlp.data.protocols import (
 from hlp.storage import ray_storage
 from hlp.tracking import Tracker
 from hlp.train.loop import EpochRecord, FitResult, Worker, fit
+from hlp.train.progress import EpochLine
 
 STATE, RESULTS = "state.pt", "results.pt"
 
@@ -90,15 +99,34 @@ def epoch_metrics(record: EpochRecord) -> dict[str, float]:
     return out
 
 
+def mean_loss(metrics: dict[str, float]) -> float | None:
+    """The mean total loss over the domains (and replicas) of one epoch's metrics; None at epoch 0."""
+    losses = [v for k, v in metrics.items() if k.endswith(".loss_total")]
+    return float(np.mean(losses)) if losses else None
+
+
 def log_epoch(tracker: Tracker, seed: int, epoch: int, metrics: dict[str, float]) -> None:
     """One epoch's metrics under the seed's prefix, so every seed's curves share one MLflow run."""
     tracker.log_metrics({f"seed{seed}.{k}": v for k, v in metrics.items() if k != "epoch"}, step=epoch)
 
 
-def train_worker(config: dict) -> None:
-    """Ray Train's per-worker function (`train_loop_per_worker`)."""
+def _quiet_train_reports(quiet: bool) -> None:
+    """Ray Train names the logger of its per-report line after its source file
+    (`logging.getLogger(__file__)`), so RunConfig's log level misses it and every worker prints a
+    600-character `TrainingReport(...)` per epoch; quiet it too unless --verbose."""
+    if quiet:
+        from ray.train.v2._internal.execution import context
+
+        logging.getLogger(context.__file__).setLevel(logging.WARNING)
+
+
+def train_worker(config: dict) -> dict[str, FitResult] | None:
+    """Ray Train's per-worker function (`train_loop_per_worker`); in the driver (workers: 0), it
+    returns the results instead of checkpointing them."""
+    _quiet_train_reports(config.get("quiet", False))
     if config.get("replicas"):
         return _replica_worker(config)
+    in_driver = config.get("in_driver", False)
     cfg, seed = config_from_dict(config["experiment"]), int(config["seed"])
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
@@ -109,7 +137,7 @@ def train_worker(config: dict) -> None:
     if tracker:  # where rank 0 ran, and whether it continued a checkpoint (a retried worker does)
         tracker.set_tags({"worker_node_id": ray.get_runtime_context().get_node_id(),
                           **({"resumed_from_epoch": resume["epoch"]} if resume else {})})
-    last, latest, clock = cfg.train.epochs, {}, [time.perf_counter()]
+    last, latest, clock, lines = cfg.train.epochs, {}, [time.perf_counter()], {}
 
     def on_epoch(record: EpochRecord, state) -> None:
         latest["state"] = state
@@ -118,14 +146,23 @@ def train_worker(config: dict) -> None:
         metrics["epoch_time_s"], clock[0] = now - clock[0], now  # steady-state speed, per epoch
         if tracker:
             log_epoch(tracker, seed, record.epoch, metrics)
-        keep = rank == 0 and (record.epoch % cfg.train.checkpoint_every == 0 or record.epoch == last)
+        if rank == 0:  # kfold: each fold's phase, then the final model, is a run of its own
+            label = f"seed {seed}" + ("" if record.phase == "final" else f" {record.phase}")
+            line = lines.setdefault(record.phase, EpochLine(label, last))
+            print(line(record.epoch, mean_loss(metrics), record.mean_val_map if record.val_map else None),
+                  flush=True)
+        keep = rank == 0 and not in_driver and (record.epoch % cfg.train.checkpoint_every == 0 or record.epoch == last)
         _report(metrics, {STATE: state()} if keep else None)
 
     results = fit(load_splits(cfg, seed, _shared(config)), cfg, seed, worker, resume, on_epoch,
                   score_test=config.get("score_test", True), track_test=config.get("track_test", False))
+    if in_driver:
+        return results
     final = {RESULTS: _results_payload(results)} if rank == 0 else None
-    if final and "state" in latest:  # a rerun of a finished run then redoes no epoch
-        final[STATE] = latest["state"]()
+    if final:  # the state goes on into the last checkpoint, the one a rerun resumes from (and the only one kept)
+        state = latest["state"]() if "state" in latest else resume  # a rerun of a finished run trains no epoch
+        if state is not None:
+            final[STATE] = state
     # The selected models' mean validation mAP, so every report carries the metric Tune reads.
     best_val = float(np.mean([r.val_map for r in results.values()])) if results else float("nan")
     # Not "done": Tune reads that key as "trial finished" and would cut the trial short. No "epoch":
@@ -151,6 +188,7 @@ def _replica_worker(config: dict) -> None:
     # The per-domain objective curves travel in rank 0's state: a resumed trial still reports
     # the best of every epoch, not only of those it redid.
     last, latest, objective = cfg.train.epochs, {}, {k: list(v) for k, v in (resume or {}).get("objective", {}).items()}
+    line = EpochLine(f"trial {ray.train.get_context().get_experiment_name()}", last)
 
     def on_epoch(record: EpochRecord, state) -> None:
         latest["state"] = state
@@ -162,15 +200,19 @@ def _replica_worker(config: dict) -> None:
                     objective.setdefault(key, []).append(value)
             if tracker:
                 tracker.log_metrics(metrics, step=record.epoch)
+            print(line(record.epoch, mean_loss(metrics), metrics.get("val_map")), flush=True)
         keep = record.epoch % cfg.train.checkpoint_every == 0 or record.epoch == last
-        _report(metrics if rank == 0 else {"epoch": record.epoch}, {state_file: with_objective(state())} if keep else None)
+        # ASHA reads "epoch" (its time_attr) beside the mean it judges: without it, it passes over the report.
+        _report({"epoch": record.epoch, **metrics} if rank == 0 else {"epoch": record.epoch},
+                {state_file: with_objective(state())} if keep else None)
 
     def with_objective(state: dict) -> dict:
         return {**state, "objective": {k: list(v) for k, v in objective.items()}}
 
     results = fit(replica_splits(cfg, me, _shared(config)), own, me["seed"], Worker(0, 1, ray.train.torch.get_device()),
                   resume, on_epoch, score_test=False)
-    final = {state_file: with_objective(latest["state"]())} if "state" in latest else {}
+    state = with_objective(latest["state"]()) if "state" in latest else resume  # resume carries its objective
+    final = {state_file: state} if state is not None else {}
     if rank == 0:
         final[RESULTS] = _results_payload(results)
     # Per domain the best epoch of the replicas' mean curve, as eval.selection kfold chooses it.
@@ -232,7 +274,7 @@ def _results_payload(results: dict[str, FitResult]) -> dict:
     the domain is the key."""
     plain = [f.name for f in fields(FitResult) if f.name not in _ARRAYS and f.name != "domain"]
     return {"results": {d: {**{k: getattr(r, k) for k in plain},
-                            **{k: {v: torch.from_numpy(a) for v, a in getattr(r, k).items()} for k in _ARRAYS}}
+                            **{k: {v: torch.tensor(a) for v, a in getattr(r, k).items()} for k in _ARRAYS}}  # copies: arrays may be read-only
                         for d, r in results.items()}}
 
 
@@ -245,28 +287,80 @@ def run_key(cfg: ExperimentConfig, seed: int) -> str:
 
 def fit_with_ray(cfg: ExperimentConfig, seed: int, mlflow_run_id: str | None, *, run_name: str | None = None,
                  callbacks: list | None = None, score_test: bool = True, track_test: bool = False,
-                 replicas: list[dict] | None = None, dataset: ray.ObjectRef | None = None) -> dict[str, FitResult]:
+                 replicas: list[dict] | None = None, dataset: ray.ObjectRef | None = None,
+                 log: Callable[[str], None] | None = None) -> dict[str, FitResult]:
     """The driver: one TorchTrainer for one seed, all domains of the experiment; with `replicas`
     (a sweep trial), one worker per replica instead, and rank 0's replica's results back.
-    `dataset`, from `ray.put(load_dataset_for(cfg.data))`, spares every worker its own read."""
+    `dataset`, from `ray.put(load_dataset_for(cfg.data))`, spares every worker its own read.
+    `log` gets one line: where the run's checkpoint lies and how large it is."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     res = cfg.resources
+    workers = len(replicas) if replicas else res.workers
     storage_path, filesystem = ray_storage(res.storage_path)
+    name = run_name or run_key(cfg, seed)
     trainer = TorchTrainer(
         train_worker,
         train_loop_config={"experiment": cfg.model_dump(), "seed": seed, "mlflow_run_id": mlflow_run_id,
                            "score_test": score_test, "track_test": track_test, "replicas": replicas,
-                           "dataset": dataset},
-        scaling_config=ScalingConfig(num_workers=len(replicas) if replicas else res.workers, use_gpu=res.use_gpu,
+                           "dataset": dataset, "in_driver": workers == 0, "quiet": not verbose()},
+        scaling_config=ScalingConfig(num_workers=workers, use_gpu=res.use_gpu,
                                      resources_per_worker={"CPU": res.cpus_per_worker}),
-        run_config=RunConfig(name=run_name or run_key(cfg, seed), storage_path=storage_path,
+        # One checkpoint: a resumed run continues from the latest, and Ray deletes the previous
+        # one only once the next is stored.
+        run_config=RunConfig(name=name, storage_path=storage_path,
                              storage_filesystem=filesystem, failure_config=FailureConfig(max_failures=res.max_failures),
-                             checkpoint_config=CheckpointConfig(num_to_keep=2), callbacks=callbacks),
+                             checkpoint_config=CheckpointConfig(num_to_keep=1), callbacks=callbacks,
+                             # Train's own INFO lines (a 600-character TrainingReport per epoch) only
+                             # with --verbose; the worker prints hlp's epoch line instead.
+                             logging_config=ray.train.LoggingConfig(log_level="INFO" if verbose() else "WARNING")),
     )
-    result = trainer.fit()
+    result = _fit(trainer)
+    if workers == 0:
+        if log:
+            log("checkpoints: none (resources.workers: 0 trains in this process, for debugging)")
+        return result.return_value
+    if log:
+        log(f"checkpoints: {storage_path.rstrip('/')}/{name} (latest {_size_mb(result.checkpoint):.1f} MB)")
+    _drop_stale_checkpoints(result.checkpoint)
     with result.checkpoint.as_directory() as directory:
         payload = torch.load(Path(directory) / RESULTS, weights_only=True)["results"]
     return {d: FitResult(domain=d, **{**r, **{k: {v: t.numpy() for v, t in r[k].items()} for k in _ARRAYS}})
             for d, r in payload.items()}
+
+
+def _fit(trainer):
+    """`trainer.fit()`, interrupted as the rest of hlp is. In the main thread Ray Train installs
+    its own Ctrl-C handler, which aborts the run and then calls `sys.exit(0)` (an interrupted
+    command would exit as a success) and stays installed after fit; so its exit becomes
+    KeyboardInterrupt here and the previous handler comes back."""
+    if threading.current_thread() is not threading.main_thread():
+        return trainer.fit()
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        return trainer.fit()
+    except SystemExit as exc:
+        raise KeyboardInterrupt("Ray Train aborted the run") from exc
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _drop_stale_checkpoints(latest) -> None:
+    """Delete the run's checkpoints other than its latest: a process killed while it stored one
+    leaves a directory that Ray never registered, so never deletes (0.5 GB at d=256)."""
+    import pyarrow.fs
+
+    fs, folder = latest.filesystem, latest.path.rstrip("/").rsplit("/", 1)[0]
+    for info in fs.get_file_info(pyarrow.fs.FileSelector(folder)):
+        if info.type == pyarrow.fs.FileType.Directory and info.base_name.startswith("checkpoint_") \
+                and info.path.rstrip("/") != latest.path.rstrip("/"):
+            fs.delete_dir(info.path)
+
+
+def _size_mb(checkpoint) -> float:
+    """The checkpoint's size on its filesystem (local or S3), without downloading it."""
+    import pyarrow.fs
+
+    infos = checkpoint.filesystem.get_file_info(pyarrow.fs.FileSelector(checkpoint.path, recursive=True))
+    return sum(i.size for i in infos if i.type == pyarrow.fs.FileType.File) / 2**20

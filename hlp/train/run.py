@@ -6,6 +6,7 @@ scores, the resolved config and score-timeline PNGs, and logs all of it to MLflo
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +23,7 @@ from hlp.plots import score_timelines
 from hlp.tracking import Tracker, check_reachable, run_tags
 from hlp.train import model_file
 from hlp.train.loop import FitResult
-from hlp.train.ray_train import fit_with_ray
+from hlp.train.ray_train import fit_with_ray, run_key
 
 Progress = Callable[[str, int, int], None]  # (task label, done, total)
 
@@ -31,40 +32,53 @@ def run_training(cfg: ExperimentConfig, output: Path, progress: Progress | None 
                  log: Callable[[str], None] = print, tags: dict[str, str] | None = None) -> dict:
     """Every seed of `cfg` on a Ray Train TorchTrainer; a rerun with the same config resumes.
 
-    `tags` mark runs made on another command's behalf (a sweep's final runs); their `run_key`
-    tag finds the run again when that command is resumed, so no MLflow run is duplicated.
+    The MLflow run is found again by its `run_key` tag, so a rerun (which Ray resumes, a finished
+    one without training an epoch) reopens the run that holds the curves instead of adding an
+    empty one (under `resources.workers: 0` nothing is checkpointed, so every run trains afresh
+    in a run of its own). `tags` mark runs made on another command's behalf (a sweep's final
+    runs): their own `run_key`, and `mlflow.parentRunId` to nest them. The run ends FINISHED,
+    FAILED or KILLED (Ctrl-C) whatever happens once it exists.
     """
     output.mkdir(parents=True, exist_ok=True)
     cfg = with_absolute_paths(cfg)
     dataset, domains, notes = preflight(cfg, log)
-    tags = dict(tags or {})
+    tags = {**({"run_key": training_key(cfg)} if cfg.resources.workers else {}), **(tags or {})}
+    parent = tags.pop("mlflow.parentRunId", None)
     tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment, tags.pop("run_name", cfg.name),
-                      {**run_tags(cfg), **tags}, cfg.tracking.enabled,
+                      {**run_tags(cfg), **tags}, cfg.tracking.enabled, parent_run_id=parent,
                       reuse_tag=("run_key", tags["run_key"]) if "run_key" in tags else None)
+    with tracker:
+        metrics = _train_and_report(cfg, output, tracker, dataset, domains, notes, progress, log)
+    metrics["mlflow_run_id"] = tracker.run_id
+    return metrics
+
+
+def training_key(cfg: ExperimentConfig) -> str:
+    """What a rerun resumes: the Ray runs of this config's seeds under this storage path."""
+    runs = [cfg.resources.storage_path, *(run_key(cfg, seed) for seed in cfg.train.seeds)]
+    return f"{cfg.name}-{hashlib.sha1(json.dumps(runs).encode()).hexdigest()[:10]}"
+
+
+def _train_and_report(cfg: ExperimentConfig, output: Path, tracker: Tracker, dataset: Dataset, domains: list[str],
+                      notes: list[str], progress: Progress | None, log: Callable[[str], None]) -> dict:
     tracker.log_params(flatten(cfg))
     if dataset.features:  # which networks made the features, so runs on different stores compare honestly
         tracker.set_tags({f"{kind}_extractor": f"{e['name']}@{e['version']}"
                           for kind, e in (("visual", dataset.features["visual"]), ("audio", dataset.features["audio"]))})
     (output / "config.yaml").write_text(to_yaml(cfg))
     ensure_ray(cfg.resources.address)
-    try:
-        shared = ray.put(dataset)  # read once here; every seed's workers map it from the object store
-        per_seed = []
-        for i, seed in enumerate(cfg.train.seeds):
-            per_seed.append(fit_with_ray(cfg, seed, tracker.run_id, dataset=shared))
-            if progress:
-                progress("seeds", i + 1, len(cfg.train.seeds))
-        results = {d: [fits[d] for fits in per_seed] for d in domains}
-        metrics = summarise(cfg, results, dataset, notes)
-        _write_outputs(output, results, metrics, dataset, cfg)
-        tracker.log_metrics(_final_metrics(metrics))
-        for name in ("config.yaml", "metrics.json", "scores_test.json", "timelines.png"):
-            tracker.log_artifact(output / name)
-    except BaseException:
-        tracker.finish("FAILED")
-        raise
-    tracker.finish()
-    metrics["mlflow_run_id"] = tracker.run_id
+    shared = ray.put(dataset)  # read once here; every seed's workers map it from the object store
+    per_seed = []
+    for i, seed in enumerate(cfg.train.seeds):
+        per_seed.append(fit_with_ray(cfg, seed, tracker.run_id, dataset=shared, log=log))
+        if progress:
+            progress("seeds", i + 1, len(cfg.train.seeds))
+    results = {d: [fits[d] for fits in per_seed] for d in domains}
+    metrics = summarise(cfg, results, dataset, notes)
+    _write_outputs(output, results, metrics, dataset, cfg)
+    tracker.log_metrics(_final_metrics(metrics))
+    for name in ("config.yaml", "metrics.json", "scores_test.json", "timelines.png"):
+        tracker.log_artifact(output / name)
     return metrics
 
 

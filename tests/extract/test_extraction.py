@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -55,7 +56,7 @@ def extracted(media, tmp_path_factory):
     ray_tmpdir = str(tmp_path_factory.mktemp("r", numbered=True))
     config = extraction_yaml(work / "extract.yaml", f"{media}/*.mp4", str(work / "store"))
     result = run_extract(config, ray_tmpdir)
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 3, result.stderr[-3000:]  # finished, with failed videos (README: Commands)
     yield work, config, result, ray_tmpdir
     kill_processes(ray_tmpdir, signal.SIGKILL)
 
@@ -69,6 +70,10 @@ def test_good_videos_are_stored_clip_by_clip_and_bad_ones_recorded_with_the_reas
         assert manifest[name]["status"] == "failed" and reason in manifest[name]["reason"], manifest[name]
         assert summary["failed"][name] == manifest[name]["reason"]
         assert f"failed: {name}: " in result.stderr
+    # The tables on stderr: done / failed / skipped, then each failed video beside its reason.
+    rows = _table_rows(result.stderr)
+    assert [str(summary["done"]), str(len(FAILED)), "0"] in rows, result.stderr[-3000:]
+    assert {row[0] for row in rows if len(row) == 2} >= set(FAILED), result.stderr[-3000:]
     videos = store.read_videos()
     for name, seconds in GOOD.items():
         clips = videos[name]
@@ -82,6 +87,12 @@ def test_good_videos_are_stored_clip_by_clip_and_bad_ones_recorded_with_the_reas
         assert np.isfinite(clips.visual).all() and np.isfinite(clips.audio).all()
     # decoding is its own CPU stage, not fused into the model actors
     assert "TaskPoolMapOperator[MapBatches(decode_videos)]" in result.stderr
+
+
+def _table_rows(text: str) -> list[list[str]]:
+    """The cells of each row of the Rich tables printed in `text` (ASCII borders where not UTF-8)."""
+    return [[cell.strip() for cell in re.split("[│|]", line.strip())[1:-1]] for line in text.splitlines()
+            if line[:1] in ("│", "|")]
 
 
 def test_a_silent_video_is_kept_with_a_flag_and_zero_audio(extracted):
@@ -126,9 +137,10 @@ def test_a_rerun_redoes_nothing(extracted):
     done_before = {v: e["finished_at"] for v, e in FeatureStore.open(str(work / "store")).manifest().items()
                    if e["status"] == "done"}
     result = run_extract(config, ray_tmpdir)
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 3, result.stderr[-3000:]  # the bad videos are retried, and fail again
     summary = json.loads(result.stdout)
     assert summary["already_done"] == len(done_before) and summary["done"] == 0
+    assert sorted(summary["failed"]) == sorted(FAILED)
     assert {p: p.stat().st_mtime_ns for p in (work / "store" / "clips").rglob("*.parquet")} == files
     manifest = FeatureStore.open(str(work / "store")).manifest()
     assert {v: manifest[v]["finished_at"] for v in done_before} == done_before

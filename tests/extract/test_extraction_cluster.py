@@ -40,7 +40,7 @@ def test_extraction_on_two_nodes_from_and_to_s3(tmp_path, s3_endpoint, two_nodes
     result = subprocess.run(
         [sys.executable, "-m", "hlp.cli", "extract", str(config), "--set", "visual.weights=s3://hlp-weights/r3d_18.pt"],
         capture_output=True, text=True, timeout=900, env={**__import__("os").environ, "RAY_DATA_DISABLE_PROGRESS_BARS": "1"})
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 3, result.stderr[-3000:]  # finished, with one failed video (README: Commands)
     summary = json.loads(result.stdout)
     assert summary["videos"] == 7 and summary["done"] == 6 and list(summary["failed"]) == ["bad"]
 

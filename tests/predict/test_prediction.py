@@ -13,10 +13,12 @@ import av
 import pytest
 import torch
 import yaml
+from matplotlib.image import imread
 from ray_processes import isolated_env
 from support import extraction_yaml, run_extract
 
 from hlp.extract.synth_media import write_test_video
+from hlp.predict.summary import segment_rows
 from hlp.train import model_file
 
 pytestmark = pytest.mark.slow
@@ -24,6 +26,19 @@ pytestmark = pytest.mark.slow
 TRAIN = ["model.d_model=16", "model.heads=2", "model.d_k=16", "model.d_v=16", "model.ffn_dim=32", "model.layers=1",
          "train.epochs=1", "train.seeds=[0]", "train.threads=1", "train.window=3", "train.batch_size=4"]
 SPANS = [(2.0, 4.0), (4.0, 6.0), (0.0, 2.0)]  # one highlight clip per 6 s video
+
+
+def _table_rows(stderr: str) -> list[tuple[str, ...]]:
+    """The body rows of the rich tables in `stderr`, as their stripped cells."""
+    return [tuple(cell.strip() for cell in line.split("│")[1:-1]) for line in stderr.splitlines()
+            if line.startswith("│")]
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the PNG header, after checking the signature."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR", path
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
 
 
 def _hlp(*args: str, ray_tmpdir: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -69,6 +84,8 @@ def test_predict_scores_every_clip_and_cuts_a_reel(trained, tmp_path):
                   "--reel", str(tmp_path / "reel.mp4"), ray_tmpdir=ray_tmpdir, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads((tmp_path / "r.json").read_text())
+    assert set(out) == {"video", "video_id", "checkpoint", "domain", "duration_s", "has_audio", "clip_seconds",
+                        "extractors", "selection", "clips", "segments", "reel"}  # the contract: nothing added
     assert [c["clip_index"] for c in out["clips"]] == [0, 1, 2, 3, 4]  # 9 s: four clips and a padded fifth
     assert out["clips"][-1]["end_s"] == pytest.approx(9.0, abs=0.05) and out["duration_s"] == pytest.approx(9.0, abs=0.05)
     assert all(0.0 <= c["score"] <= 1.0 for c in out["clips"])
@@ -84,13 +101,21 @@ def test_predict_scores_every_clip_and_cuts_a_reel(trained, tmp_path):
     expected = sum(s["end_s"] - s["start_s"] for s in out["segments"])
     assert frames / 24 == pytest.approx(expected, abs=0.1)
     assert out["reel"]["duration_s"] == pytest.approx(expected, abs=0.1)
+    assert _table_rows(result.stderr) == segment_rows(out) and len(segment_rows(out)) == len(out["segments"])
+    beside = tmp_path / "r.timeline.png"  # --out r.json: the timeline lands next to it
+    assert _png_size(beside) == (1000, 500) and f"wrote{beside}" in "".join(result.stderr.split())  # however wrapped
+    assert imread(beside).std() > 0.05  # a drawn figure, not a blank page
 
-    threshold = _hlp("predict", str(new), "--checkpoint", str(model), "--threshold", "0.0", ray_tmpdir=ray_tmpdir,
-                     cwd=tmp_path)
+    drawn = tmp_path / "every.png"
+    threshold = _hlp("predict", str(new), "--checkpoint", str(model), "--threshold", "0.0", "--timeline", str(drawn),
+                     ray_tmpdir=ray_tmpdir, cwd=tmp_path)
     assert threshold.returncode == 0, threshold.stderr[-3000:]
-    every = json.loads(threshold.stdout)
+    every = json.loads(threshold.stdout)  # stdout is still the JSON alone: the table went to stderr
     assert every["segments"] == [{"start_s": 0.0, "end_s": every["duration_s"], "clips": [0, 1, 2, 3, 4],
                                   "score": pytest.approx(sum(c["score"] for c in every["clips"]) / 5)}]
+    length, mean = f"{every['duration_s']:.2f}", f"{every['segments'][0]['score']:.3f}"
+    assert _table_rows(threshold.stderr) == [("#1", "0.00", length, length, mean, "0-4")]
+    assert _png_size(drawn) == (1000, 500)
 
 
 def test_a_checkpoint_that_does_not_fit_is_refused_by_name(trained, tmp_path):
@@ -137,3 +162,15 @@ def test_training_on_the_store_records_the_extractors_in_mlflow(trained):
     assert run.data.tags["visual_extractor"] == "r3d_18@random-seed0"
     assert run.data.tags["audio_extractor"] == "cnn14@random-seed0"
     assert yaml.safe_load((work / "out" / "config.yaml").read_text())["data"]["format"] == "parquet"
+
+
+@pytest.mark.parametrize("option, target", [("--out", "missing/result.json"), ("--reel", "missing/reel.mp4"),
+                                            ("--timeline", "missing/timeline.png")])
+def test_an_output_in_a_missing_folder_is_refused_before_predicting(tmp_path, option, target):
+    """Checked first: the checkpoint does not even exist, and the error is still about the folder."""
+    write_test_video(tmp_path / "new.mp4", 4.0)
+    result = subprocess.run([sys.executable, "-m", "hlp.cli", "predict", "new.mp4", "--checkpoint", "none.pt",
+                             option, target], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    text = " ".join(result.stderr.split())
+    assert result.returncode == 2 and f"{option} {target}: folder missing does not exist" in text, text
+    assert "checkpoint not found" not in text

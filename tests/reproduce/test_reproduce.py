@@ -134,6 +134,17 @@ def _command(root: Path, tmp: Path, *sets: str) -> list[str]:
             *[x for s in sets for x in ("--set", s)], "--output", "out"]
 
 
+def test_runs_end_failed_when_ray_cannot_start(tmp_path, repro_root):
+    """The report's, tables' and cells' runs exist before Ray starts; a Ray that cannot start
+    (a typo in its address) must not leave them RUNNING."""
+    result = subprocess.run(_command(repro_root, tmp_path, "experiment.resources.address=127.0.0.1:abc", "tables=[1]"),
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "port" in result.stderr, result.stderr[-3000:]
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("reproduce").experiment_id], max_results=500)
+    assert len(runs) > 3 and {r.info.status for r in runs} == {"FAILED"}
+
+
 def _unit_files(out: Path) -> dict[str, int]:
     return {p.name: p.stat().st_mtime_ns for p in (out / "units").glob("*-seed*.json")
             if ".failed" not in p.name and ".partial" not in p.name}

@@ -65,13 +65,14 @@ def _free_port() -> int:
 
 
 @pytest.mark.parametrize("case", ["malformed_yaml", "unknown_key", "wrong_type", "unreachable_tracking",
-                                  "missing_data_root", "password_in_uri"])
+                                  "missing_data_root", "password_in_uri", "token_in_uri", "grace_beyond_epochs"])
 def test_bad_sweep_input_fails_before_any_trial(tmp_path, synth_root, case):
     config, sets = str(EXPERIMENTS / "hpcl.yaml"), [f"data.root={synth_root}"]
     needle = {
         "malformed_yaml": "bad.yaml", "unknown_key": "search.num_samples", "wrong_type": "search.num_samples",
         "unreachable_tracking": "cannot be used", "missing_data_root": "annotation file not found",
-        "password_in_uri": "must not embed a password",
+        "password_in_uri": "must not embed a password", "token_in_uri": "must not embed a password or token",
+        "grace_beyond_epochs": "search.grace_period (3) exceeds train.epochs (2)",
     }[case]
     if case == "malformed_yaml":
         config = str(tmp_path / "bad.yaml")
@@ -81,6 +82,8 @@ def test_bad_sweep_input_fails_before_any_trial(tmp_path, synth_root, case):
         "unreachable_tracking": [f"tracking.uri=http://127.0.0.1:{_free_port()}"],
         "missing_data_root": [f"data.root={tmp_path}/nowhere"],
         "password_in_uri": ["tracking.uri=http://alice:s3cr3t-xyz@127.0.0.1:5000"],
+        "token_in_uri": ["tracking.uri=http://s3cr3t-xyz@127.0.0.1:5000"],  # a token in the user slot
+        "grace_beyond_epochs": ["train.epochs=2", "search.grace_period=3"],  # Ray's ASHA would assert later
     }[case]
     args = [sys.executable, "-m", "hlp.cli", "sweep", config, *[x for s in sets for x in ("--set", s)],
             "--output", "out"]

@@ -81,8 +81,10 @@ def test_sweep_on_two_nodes_with_s3_and_an_mlflow_server(tmp_path, synth_root, b
     experiment = client.get_experiment_by_name("hpcl-sweep")
     runs = client.search_runs([experiment.experiment_id])
     [parent] = [r for r in runs if r.info.run_name == "sweep-hpcl"]
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    nested = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    children = [r for r in nested if "trial_id" in r.data.tags]  # the trials; the final runs are nested too
     assert len(children) == 2
+    assert sorted(r.data.tags.get("role") for r in nested if r not in children) == ["best", "defaults"]
     finished = [c for c in children if "stopped_early" not in c.data.tags]
     assert finished and all(c.info.status == "FINISHED" for c in finished), \
         [(c.info.run_name, c.info.status, c.data.tags) for c in children]
@@ -108,6 +110,7 @@ def test_sweep_on_two_nodes_with_s3_and_an_mlflow_server(tmp_path, synth_root, b
     assert len(per_epoch) >= 2 * 2  # both trials, at least epochs 0 and 1 (ASHA may stop one later)
     for r in per_epoch:
         assert r["val_map"] == pytest.approx((r["seed0.val_map"] + r["seed1.val_map"]) / 2)
+        assert "epoch" in r  # ASHA's time attribute: without it ASHA passes over every report
     # The verdict: the winner against the defaults on train.seeds, paired, with its interval.
     verdict = summary["verdict"]
     assert set(verdict["domains"]) == {"synth_a", "synth_b"}

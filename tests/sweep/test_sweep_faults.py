@@ -32,24 +32,28 @@ def _sweep(tmp_path: Path, synth_root: Path, ray_tmpdir: str, *sets: str) -> lis
 
 
 def _registered_checkpoint(storage: Path) -> str | None:
-    """A Train run whose controller has registered two checkpoints (reports are asynchronous:
-    one still queued on a killed worker is lost, so wait for what the controller recorded)."""
+    """A Train run whose controller has registered the checkpoint of its second report or a
+    later one (reports are asynchronous: one still queued on a killed worker is lost, so wait
+    for what the controller recorded; it keeps one checkpoint, the latest)."""
     for snapshot in storage.glob("hpcl-*/checkpoint_manager_snapshot.json"):
         try:
-            results = json.loads(snapshot.read_text())["checkpoint_results"]
-        except (OSError, ValueError, KeyError):
+            state = json.loads(snapshot.read_text())
+            registered = state["checkpoint_results"] and state["checkpoint_report_indices"][-1] >= 1
+        except (OSError, ValueError, KeyError, IndexError):
             continue  # being written
-        if len(results) >= 2:
+        if registered:
             return snapshot.parent.name
     return None
 
 
 def _children(db: Path) -> tuple[list, list]:
+    """The parent run, and its trials' runs (its other children are the final runs)."""
     client = MlflowClient(tracking_uri=f"sqlite:///{db}")
     runs = client.search_runs([client.get_experiment_by_name("hpcl-sweep").experiment_id])
     parents = [r for r in runs if r.info.run_name == "sweep-hpcl"]
     assert len(parents) == 1
-    return parents, [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    return parents, [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id
+                     and "trial_id" in r.data.tags]
 
 
 def test_a_killed_worker_and_a_killed_sweep_both_resume_without_duplicates(tmp_path, synth_root, ray_tmpdir):

@@ -1,0 +1,125 @@
+"""`hlp train` as a command: the in-driver debug mode, and MLflow runs that end however the
+command ends (a typo in the Ray address, SIGTERM), that a rerun reopens, with their artifacts
+beside the store and one checkpoint per Ray run.
+
+Each command runs its own local Ray under a private RAY_TMPDIR (tests/ray_processes.py), so
+a test signals and cleans up exactly its job's processes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+from ray_processes import isolated_env, wait_until
+from support import EXPERIMENTS
+
+TINY = ["model.d_model=16", "model.heads=2", "model.d_k=16", "model.d_v=16", "model.ffn_dim=32",
+        "train.seeds=[0]", "train.threads=1", "eval.selection=carve", "tracking.experiment=train-run"]
+
+
+def _command(synth_root: Path, db: Path, *sets: str) -> list[str]:
+    sets = (f"data.root={synth_root}", *TINY, f"tracking.uri=sqlite:///{db}", *sets)
+    return [sys.executable, "-m", "hlp.cli", "train", str(EXPERIMENTS / "youtube.yaml"),
+            *[x for s in sets for x in ("--set", s)], "--output", "out"]
+
+
+def _runs(db: Path) -> list:
+    client = MlflowClient(tracking_uri=f"sqlite:///{db}")
+    return client.search_runs([client.get_experiment_by_name("train-run").experiment_id])
+
+
+def _epochs_logged(db: Path) -> int:
+    """Epochs of seed 0's validation curve in the store (0 while it is being created)."""
+    try:
+        with sqlite3.connect(db) as conn:
+            return conn.execute("select count(*) from metrics where key = 'seed0.val_map'").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def _stores(tmp_path: Path) -> tuple[Path, Path]:
+    """(working directory, MLflow database in a folder of its own)."""
+    work, db = tmp_path / "work", tmp_path / "store" / "mlflow.db"
+    work.mkdir()
+    db.parent.mkdir()
+    return work, db
+
+
+def _assert_artifacts_beside_the_store(work: Path, db: Path, run) -> None:
+    """MLflow's default would have been ./mlruns of the working directory."""
+    assert not (work / "mlruns").exists()
+    stored = db.parent / "mlartifacts" / "train-run" / run.info.run_id / "artifacts"
+    assert {"config.yaml", "metrics.json", "scores_test.json", "timelines.png"} <= {p.name for p in stored.iterdir()}
+
+
+@pytest.mark.slow
+def test_workers_0_trains_in_the_driver(tmp_path, synth_root, ray_tmpdir):
+    """Ray Train's local mode (the documented debug mode) keeps no checkpoint: the results come
+    back from the function itself, not from a checkpoint directory that is gone by then."""
+    work, db = _stores(tmp_path)
+    result = subprocess.run(_command(synth_root, db, "resources.workers=0", "train.epochs=2"), cwd=work,
+                            env=isolated_env(ray_tmpdir), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((work / "out" / "metrics.json").read_text())
+    assert set(metrics["domains"]) == {"synth_a", "synth_b"}
+    assert all(0.0 <= d["test_map"] <= 1.0 for d in metrics["domains"].values())
+    assert "checkpoints: none" in result.stderr and not (work / "ray_results").exists()
+    [run] = _runs(db)
+    assert run.info.status == "FINISHED" and "seed0.synth_a.val_map" in run.data.metrics
+    _assert_artifacts_beside_the_store(work, db, run)
+
+
+def test_a_run_ends_failed_when_ray_cannot_start(tmp_path, synth_root):
+    """The run exists before Ray starts; a Ray that cannot start (here a typo in its address)
+    must not leave it RUNNING."""
+    work, db = _stores(tmp_path)
+    result = subprocess.run(_command(synth_root, db, "resources.address=127.0.0.1:abc"), cwd=work,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "port" in result.stderr, result.stderr[-3000:]
+    assert [r.info.status for r in _runs(db)] == ["FAILED"]
+
+
+@pytest.mark.slow
+def test_sigterm_kills_the_run_and_reruns_reopen_it(tmp_path, synth_root, ray_tmpdir):
+    """SIGTERM mid-training: the run ends KILLED and the command exits non-zero. Rerunning the
+    same command resumes the Ray run from its checkpoint into the same MLflow run, and rerunning
+    the finished training (Ray trains no epoch) reopens it again instead of adding an empty run.
+    The Ray run keeps one checkpoint (what resume needs), and the log says where and how large."""
+    work, db = _stores(tmp_path)
+    command = _command(synth_root, db, "train.epochs=20", "train.checkpoint_every=1")
+    job = subprocess.Popen(command, cwd=work, env=isolated_env(ray_tmpdir), stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True, start_new_session=True)
+    wait_until(lambda: _epochs_logged(db) >= 2, job, timeout=420)
+    job.send_signal(signal.SIGTERM)
+    stderr = job.communicate(timeout=180)[1]
+    assert job.returncode == 143 and "interrupted" in stderr, (job.returncode, stderr[-3000:])
+    [killed] = _runs(db)
+    assert killed.info.status == "KILLED"
+    assert not (work / "out" / "metrics.json").exists()
+
+    for _ in range(2):  # resume the killed training, then rerun the finished one
+        result = subprocess.run(command, cwd=work, env=isolated_env(ray_tmpdir), capture_output=True, text=True,
+                                timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+        [run] = _runs(db)
+        assert run.info.run_id == killed.info.run_id and run.info.status == "FINISHED"
+    client = MlflowClient(tracking_uri=f"sqlite:///{db}")
+    curve = {m.step for m in client.get_metric_history(run.info.run_id, "seed0.val_map")}
+    assert curve == set(range(21))  # every epoch in the one run, none missing
+    assert "test_map.synth_a" in run.data.metrics
+    _assert_artifacts_beside_the_store(work, db, run)
+    [ray_run] = list((work / "ray_results").iterdir())
+    # One checkpoint, and it holds the state a next rerun resumes from (not only the results);
+    # the one the kill left half-registered is gone too.
+    [checkpoint] = [p for p in ray_run.glob("checkpoint_*") if p.is_dir()]
+    assert {p.name for p in checkpoint.iterdir()} == {"state.pt", "results.pt"}
+    said = "".join(result.stderr.split())  # rich wraps long lines, inside words too
+    assert re.search(re.escape(f"checkpoints:{ray_run}(latest") + r"[0-9.]+MB\)", said), result.stderr[-2000:]
