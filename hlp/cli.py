@@ -38,14 +38,15 @@ OutputOption = Annotated[Optional[Path], typer.Option("--output", help="Output d
 
 
 def _fail(message: str) -> None:
-    # Escaped: messages name files as "[path]", which Rich would read as (bad) markup.
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    # Escaped: messages name files as "[path]", which Rich would read as (bad) markup. Not
+    # wrapped: a path or a key split over two lines cannot be copied.
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code=2)
 
 
 def _log(line: str) -> None:
-    """A progress line for stderr, printed as written (paths and ids may hold brackets)."""
-    err.print(escape(line), highlight=False)
+    """A progress line for stderr, printed as written (paths and ids may hold brackets), unwrapped."""
+    err.print(escape(line), highlight=False, soft_wrap=True)
 
 
 def _show_version(shown: bool) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import threading
 from collections.abc import Callable
 from functools import partial
@@ -89,8 +90,8 @@ def search(cfg: ExperimentConfig, parent_run_id: str | None, resume: bool = Fals
     path = f"{storage_path.rstrip('/')}/{cfg.name}-sweep"
     if resume and tune.Tuner.can_restore(path, storage_filesystem=filesystem):
         log(f"resuming the sweep stored at {path}")
-        return tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True,
-                                  storage_filesystem=filesystem).fit()
+        return _fit(tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True,
+                                       storage_filesystem=filesystem))
     s = cfg.search
     tuner = tune.Tuner(
         trainable,
@@ -105,7 +106,29 @@ def search(cfg: ExperimentConfig, parent_run_id: str | None, resume: bool = Fals
         ),
         run_config=tune.RunConfig(name=f"{cfg.name}-sweep", storage_path=storage_path, storage_filesystem=filesystem),
     )
-    return tuner.fit()
+    return _fit(tuner)
+
+
+def _fit(tuner: tune.Tuner):
+    """`tuner.fit()`, or KeyboardInterrupt when Ctrl-C came during it. The signal itself is
+    recorded: a KeyboardInterrupt raised inside Ray's calls can be lost on its way out of Tune's
+    loop, and the search then ends as if complete (seen in CI: the sweep went on to its finals)."""
+    if threading.current_thread() is not threading.main_thread():
+        return tuner.fit()
+    received: list[int] = []
+
+    def on_sigint(signum, frame):
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        grid = tuner.fit()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
+    return grid
 
 
 def _warn_if_oversubscribed(cfg: ExperimentConfig, log: Callable[[str], None]) -> None:
