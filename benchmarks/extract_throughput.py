@@ -79,7 +79,7 @@ def main() -> None:
         write_videos(folder, args.videos, args.seconds)
         import ray
 
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False)
+        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False)
         pipeline(folder, Path(tmp) / "warmup", args.batch, args.actors)  # Ray's own start-up, not extraction
         wall = pipeline(folder, Path(tmp) / "store", args.batch, args.actors)
         ray.shutdown()

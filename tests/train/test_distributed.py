@@ -21,7 +21,7 @@ TINY = ["model.d_model=16", "model.heads=2", "model.d_k=16", "model.d_v=16", "mo
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=True, configure_logging=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=True, configure_logging=False)  # its own, never another
     yield
     ray.shutdown()
 
