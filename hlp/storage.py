@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 from typing import Any
 
 import fsspec
@@ -71,3 +72,17 @@ def ray_storage(path: str) -> tuple[str, Any]:
 
     fs, bucket_path = filesystem(path)  # the same s3fs (and endpoint) the data root uses
     return bucket_path, pyarrow.fs.PyFileSystem(pyarrow.fs.FSSpecHandler(fs))
+
+
+def torch_load_refusal(exc: Exception) -> str | None:
+    """Why `torch.load(weights_only=True)` refused a file, without torch's advice to load it with
+    weights_only=False (or to allow-list its classes): that would run whatever code the file's
+    pickled objects carry. None when the error is not such a refusal."""
+    text = str(exc)
+    refused = re.search(r"GLOBAL ([\w.]+)", text)  # the class or function torch refused
+    if refused:
+        return (f"not a safe model file: it holds a pickled Python object ({refused[1]}), which is never "
+                f"loaded (loading it could run code); a model file holds only tensors, numbers and strings")
+    if "weights_only" in text:  # torch's weights-only reader refused the bytes themselves
+        return "not a PyTorch file of tensors, numbers and strings"
+    return None

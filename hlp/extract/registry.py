@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -23,7 +22,7 @@ import torch
 
 from hlp.extract.media import FrameContract
 from hlp.models.extractors import Cnn14, load_state, r2plus1d_18, r3d_18, resnet34_3d
-from hlp.storage import filesystem
+from hlp.storage import filesystem, torch_load_refusal
 
 RANDOM = "random"
 
@@ -141,17 +140,9 @@ def _state_dict(name: str, weights: str | None, download: str | None, expected: 
 
 
 def _load_refusal(exc: Exception) -> str:
-    """Why torch refused a weights file, without its advice to load it with weights_only=False
-    (or to allow-list its classes): that would run whatever code the file's pickled objects carry."""
-    text = str(exc)
-    refused = re.search(r"GLOBAL ([\w.]+)", text)  # the class or function torch refused
-    if refused:
-        return (f"not a safe model file: it holds a pickled Python object ({refused[1]}), "
-                f"which is never loaded (loading it could run code); a weights file holds only tensors, numbers "
-                f"and strings")
-    if "weights_only" in text:  # torch's weights-only reader refused the bytes themselves
-        return "not a PyTorch file of tensors, numbers and strings"
-    return text.strip().splitlines()[0][:300] if text.strip() else f"{type(exc).__name__}: empty or truncated file"
+    text = str(exc).strip()
+    return torch_load_refusal(exc) or (text.splitlines()[0][:300] if text else
+                                       f"{type(exc).__name__}: empty or truncated file")
 
 
 def _download(name: str, url: str | None, expected: str) -> dict:

@@ -14,7 +14,15 @@ from collections.abc import Sequence
 import av
 import numpy as np
 
-from hlp.extract.media import EPS, MediaError, Source, declared_seconds, decoded_frames, open_container, video_stream
+from hlp.extract.media import (
+    EPS,
+    MediaError,
+    Source,
+    declared_seconds,
+    decoded_frames,
+    open_container,
+    video_stream,
+)
 
 THUMBNAIL_WIDTH = 320  # pixels; enough to recognise a scene in a figure 1000 pixels wide
 

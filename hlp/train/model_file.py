@@ -9,7 +9,6 @@ chose, and the extractors (with the clip grid) the training features came from.
 from __future__ import annotations
 
 import io
-import re
 from dataclasses import dataclass
 
 import torch
@@ -17,7 +16,7 @@ import torch
 from hlp.config import DataConfig, ModelConfig
 from hlp.data.feature_store import FeatureStore
 from hlp.models.settings import LITERAL
-from hlp.storage import filesystem
+from hlp.storage import filesystem, torch_load_refusal
 from hlp.train.loop import FitResult, build_network
 
 FORMAT = "hlp-model/1"
@@ -68,17 +67,13 @@ def save(path: str, content: dict) -> None:
 
 
 def _load_refusal(path: str, exc: Exception) -> str:
-    """Why `path` was not loaded, without torch's advice to load it with weights_only=False (or to
-    allow-list its classes): that would run whatever code the file's pickled objects carry."""
-    text = str(exc)
-    refused = re.search(r"GLOBAL ([\w.]+)", text)  # the class or function torch refused
-    if refused:
-        return (f"{path}: not a safe model file: it holds a pickled Python object ({refused[1]}), "
-                f"which is never loaded (loading it could run code); a model file holds only tensors, numbers "
-                f"and strings")
-    if "weights_only" in text:  # torch's weights-only reader refused the bytes themselves
-        return f"{path}: not a loadable checkpoint (not a PyTorch file of tensors, numbers and strings)"
-    first_line = text.strip().splitlines()[0][:300] if text.strip() else "empty or truncated file"
+    refusal = torch_load_refusal(exc)
+    if refusal and refusal.startswith("not a safe"):
+        return f"{path}: {refusal}"
+    if refusal:
+        return f"{path}: not a loadable checkpoint ({refusal})"
+    text = str(exc).strip()
+    first_line = text.splitlines()[0][:300] if text else "empty or truncated file"
     return f"{path}: not a loadable checkpoint ({type(exc).__name__}: {first_line})"
 
 
