@@ -6,7 +6,9 @@
    ratio. Each trial is a Tune driver (no CPU reserved, idle while it waits) plus one Ray Train
    worker (1 CPU, 1 thread: one seed, `search.seeds=[0]`). Beside each, the share of the
    machine's CPU time that was busy (Linux /proc/stat): near 1 at concurrency 2, the cores are
-   the limit, and only less work per trial, not more overlap, makes trials faster.
+   the limit, and only less work per trial, not more overlap, makes trials faster. The peak
+   number of trials that ran at once shows that the sweep's concurrency limit, which follows
+   what the cluster can place, kept 2 on this cluster (it prints why when it lowers it).
 2. Fixed cost: trials of 0 epochs (data from the object store, Ray Train start, MLflow child run,
    the epoch-0 validation), as seconds per trial at max_concurrent 1.
 3. Where the fixed cost goes: the same number of Tune trials that do nothing, then trials that
@@ -55,6 +57,18 @@ def cpu_ticks() -> tuple[int, int]:
     return sum(fields) - idle, sum(fields)
 
 
+def peak_at_once(grid) -> int:
+    """The most trials that ran at the same moment (from each trial's start and last report):
+    what search.max_concurrent became on this cluster."""
+    ends = [r.metrics["timestamp"] for r in grid if "timestamp" in r.metrics]
+    starts = [r.metrics["timestamp"] - r.metrics.get("time_total_s", 0) for r in grid if "timestamp" in r.metrics]
+    running = peak = 0
+    for _, step in sorted([(t, -1) for t in ends] + [(t, 1) for t in starts]):  # an end before a start at a tie
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
 def timed_search(work: Path, name: str, trials: int, epochs: int, concurrent: int) -> tuple[float, list[float], float]:
     cfg = load_config(EXPERIMENT, [
         *SMALL, f"name={name}", f"data.root={work / 'data'}", f"train.epochs={epochs}", "train.seeds=[0]",
@@ -64,10 +78,14 @@ def timed_search(work: Path, name: str, trials: int, epochs: int, concurrent: in
     ])
     parent = Tracker(cfg.tracking.uri, cfg.tracking.experiment, name, {}, True)
     (busy, total), start = cpu_ticks(), time.perf_counter()
-    grid = search(cfg, parent.run_id, log=lambda line: None, dataset=load_dataset_for(cfg.data))
+    grid = search(cfg, parent.run_id, log=lambda line: print(line, file=sys.stderr), dataset=load_dataset_for(cfg.data))
     wall = time.perf_counter() - start
     busy_after, total_after = cpu_ticks()
+    PEAKS[name] = peak_at_once(grid)
     return wall, [r.metrics.get("time_total_s", float("nan")) for r in grid], (busy_after - busy) / (total_after - total)
+
+
+PEAKS: dict[str, int] = {}  # search name -> the most trials that ran at once
 
 
 def actor_ids() -> set[str]:
@@ -163,6 +181,7 @@ def main() -> None:
         "trials": args.trials, "epochs": args.epochs, "cpus": os.cpu_count(),
         "wall_s_concurrency_1": round(one, 1), "wall_s_concurrency_2": round(two, 1),
         "speedup_2_over_1": round(one / two, 3),
+        "peak_trials_at_once": {"concurrency_1": PEAKS["conc1"], "concurrency_2": PEAKS["conc2"]},
         "cpu_busy_concurrency_1": round(busy_one, 2), "cpu_busy_concurrency_2": round(busy_two, 2),
         "fixed_cost_s_per_trial": round(fixed, 1),
         "zero_epoch_trial_time_total_s": [round(t, 1) for t in in_trial],

@@ -32,6 +32,15 @@ LOCAL_TRAIN_ENV = {
 }
 
 
+OWN_RAY_ENV = "HLP_OWN_RAY"  # the GCS address of the Ray this process started (RAY_ADDRESS then names it too)
+
+
+def own_ray() -> bool:
+    """Whether this process runs on a Ray it started itself: one machine, no autoscaler, so a
+    request that no node meets now is never met."""
+    return ray.is_initialized() and os.environ.get(OWN_RAY_ENV) == ray.get_runtime_context().gcs_address
+
+
 def _stderr(line: str) -> None:
     print(line, file=sys.stderr)
 
@@ -108,6 +117,7 @@ def _start_own_ray() -> None:
         raise
     os.environ.pop("RAY_GCS_SERVER_PORT", None)  # only this start takes the port
     os.environ["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address  # what Ray bound, for this process's helpers
+    os.environ[OWN_RAY_ENV] = os.environ["RAY_ADDRESS"]
     _start_autoscaling_coordinator()
 
 

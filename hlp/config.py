@@ -212,6 +212,11 @@ class ResourcesConfig(_Section):
     use_gpu: bool = False
     cpus_per_worker: float = Field(1.0, gt=0)
     max_failures: int = Field(2, ge=0)  # a dead worker restarts from the last checkpoint
+    # How long a run's workers may wait to be placed before the run fails (Ray Train's own
+    # default retries 60 s waits for ever). Long enough for an autoscaler to boot a node and run
+    # the setup commands of cluster.yaml (a pip install of the project: minutes); a Ray of the
+    # job's own is refused at once when it can never hold the workers (hlp/placement.py).
+    start_timeout_s: float = Field(600.0, gt=0)
     storage_path: str = "ray_results"  # checkpoints: a local directory or s3://bucket/prefix
     address: str | None = None  # an existing Ray cluster; default: RAY_ADDRESS, else a local one
 
@@ -242,7 +247,7 @@ class SearchConfig(_Section):
     # are noisier than the differences between loss weights (README: Sweeps). [0]: one seed.
     seeds: list[int] = [0, 1]
     num_samples: int = Field(8, ge=1)
-    max_concurrent: int = Field(1, ge=1)
+    max_concurrent: int = Field(1, ge=1)  # a ceiling: the sweep runs fewer when the cluster places fewer
     seed: int = 0  # the TPE sampler's seed
     grace_period: int = Field(2, ge=1)  # ASHA: epochs before a trial can be stopped
     reduction_factor: int = Field(3, ge=2)

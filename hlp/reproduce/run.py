@@ -19,6 +19,7 @@ from hlp.cluster import ensure_ray
 from hlp.config import with_absolute_paths
 from hlp.data.datasets import grouped_skips, load_dataset_for
 from hlp.data.protocols import available_domains
+from hlp.placement import alive_nodes, check_placeable, runs_at_once, worker_resources
 from hlp.reproduce.config import ReproduceConfig
 from hlp.reproduce.figures import make_figures
 from hlp.reproduce.markdown import render
@@ -120,11 +121,13 @@ def _schedule(rc: ReproduceConfig, pending: list[Unit], store: UnitStore, runs: 
     res = rc.experiment.resources
     ensure_ray(res.address)
     inline = res.workers == 0  # the task trains: it reserves what one worker would
+    check_placeable(res, max(res.workers, 1), "resources.workers", log)
     task = ray.remote(train_unit).options(num_cpus=res.cpus_per_worker if inline else 0,
                                           num_gpus=1 if (inline and res.use_gpu) else 0)
     # In place, Ray queues the tasks on their CPUs (and an autoscaler sees the whole demand);
     # drivers reserve nothing, so as many are started as the cluster has room for trainers.
-    limit = rc.parallel or (len(pending) if inline else _fit_in_cluster(res))
+    limit = rc.parallel or (len(pending) if inline else
+                            max(1, runs_at_once(worker_resources(res), res.workers, alive_nodes())))
     commit = git_commit()  # the code each result came from: a resumed report may mix commits
     done, queue, flying = total - len(pending), list(pending), {}
     while queue or flying:
@@ -147,15 +150,6 @@ def _schedule(rc: ReproduceConfig, pending: list[Unit], store: UnitStore, runs: 
         done += 1
         if progress:
             progress(done, total)
-
-
-def _fit_in_cluster(res) -> int:
-    """How many TorchTrainers run at once: the cluster's GPUs or CPUs over what one takes."""
-    import ray
-
-    total = ray.cluster_resources()
-    per_unit = res.workers * (1 if res.use_gpu else res.cpus_per_worker)
-    return max(1, int(total.get("GPU" if res.use_gpu else "CPU", 0) // per_unit))
 
 
 def _one_line(exc: Exception) -> str:

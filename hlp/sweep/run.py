@@ -6,7 +6,8 @@ trains in lockstep. `TuneReportCallback` forwards the replicas' mean validation 
 Optuna's seeded TPE proposes from it and ASHA stops on it. Trials never score the test split.
 At the end the best configuration and the experiment's own defaults both train on every seed
 and are scored on the test split once, for `sweep_summary.json`, the printed table and the
-verdict (the paired difference with its bootstrap interval over test videos).
+verdict (the paired difference with its bootstrap interval over test videos). Trials run at most
+`search.max_concurrent` at a time, and never more than the cluster can place (`concurrency`).
 
 Ctrl-C (or SIGTERM) stops the sweep where it is: no final run starts, every run still open ends
 KILLED, and `--resume` continues from Tune's saved state.
@@ -25,6 +26,7 @@ from pathlib import Path
 import ray
 from optuna.samplers import TPESampler
 from ray import tune
+from ray.tune.error import TuneError
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
@@ -33,12 +35,14 @@ from hlp.config import ExperimentConfig, config_from_dict, flatten, set_dotted, 
 from hlp.data.datasets import Dataset, changes_read
 from hlp.evaluate.evaluation import video_aps
 from hlp.evaluate.paired import HOLDS, REVERSED, TOO_FEW, UNRESOLVED, compare
+from hlp.placement import PlacementError, alive_nodes, check_placeable, runs_at_once, worker_resources
 from hlp.storage import ray_storage
+from hlp.sweep.concurrency import ClusterLimiter, StopWhenUnplaceable, placement_error, trial_workers
 from hlp.sweep.figures import optuna_figures
 from hlp.sweep.space import check_space, tune_space
 from hlp.sweep.trial import trial
 from hlp.tracking import Tracker, run_tags
-from hlp.train.ray_train import replicas_of, run_key
+from hlp.train.ray_train import run_key
 from hlp.train.run import preflight
 
 DRIVER_MEMORY = 64 * 2**20  # bytes; what a trial's driver holds: a config, a client, its trainer's handle
@@ -61,7 +65,7 @@ def run_sweep(cfg: ExperimentConfig, output: Path, resume: bool,
             parent.log_params(flatten(cfg))
             (output / "config.yaml").write_text(to_yaml(cfg))
             ensure_ray(cfg.resources.address)
-            _warn_if_oversubscribed(cfg, log)
+            check_placeable(cfg.resources, *trial_workers(cfg), log)
             grid = search(cfg, parent.run_id, resume, log, dataset)
             return _report(cfg, grid, output, parent, train, log, dataset)
         except BaseException:
@@ -96,23 +100,36 @@ def search(cfg: ExperimentConfig, parent_run_id: str | None, resume: bool = Fals
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
-            metric="val_map", mode="max", num_samples=s.num_samples, max_concurrent_trials=s.max_concurrent,
-            search_alg=OptunaSearch(space=tune_space(s.space), metric="val_map", mode="max",
-                                    sampler=TPESampler(seed=s.seed)),
+            metric="val_map", mode="max", num_samples=s.num_samples,
+            # search.max_concurrent, lowered to the trials the cluster can place
+            search_alg=ClusterLimiter(OptunaSearch(space=tune_space(s.space), metric="val_map", mode="max",
+                                                   sampler=TPESampler(seed=s.seed)), cfg, log),
             # Reports run from epoch 0 to `epochs`, then a final one without an epoch (ASHA passes
             # over it); ASHA stops a trial that reaches max_t, so max_t lies beyond every report.
             scheduler=ASHAScheduler(time_attr="epoch", max_t=cfg.train.epochs + 2, grace_period=s.grace_period,
                                     reduction_factor=s.reduction_factor),
         ),
-        run_config=tune.RunConfig(name=f"{cfg.name}-sweep", storage_path=storage_path, storage_filesystem=filesystem),
+        run_config=tune.RunConfig(name=f"{cfg.name}-sweep", storage_path=storage_path, storage_filesystem=filesystem,
+                                  callbacks=[StopWhenUnplaceable()]),
     )
     return _fit(tuner)
 
 
 def _fit(tuner: tune.Tuner):
-    """`tuner.fit()`, or KeyboardInterrupt when Ctrl-C came during it. The signal itself is
-    recorded: a KeyboardInterrupt raised inside Ray's calls can be lost on its way out of Tune's
-    loop, and the search then ends as if complete (seen in CI: the sweep went on to its finals)."""
+    """`tuner.fit()`; a trial's PlacementError that ended the search; or KeyboardInterrupt when
+    Ctrl-C came during it. The signal itself is recorded: a KeyboardInterrupt raised inside Ray's
+    calls can be lost on its way out of Tune's loop, and the search then ends as if complete
+    (seen in CI: the sweep went on to its finals)."""
+    try:
+        return _fit_interruptibly(tuner)
+    except TuneError as exc:
+        unplaceable = placement_error(exc)
+        if unplaceable is None:
+            raise
+        raise PlacementError(f"{unplaceable}; the sweep stopped there, and --resume retries that trial") from None
+
+
+def _fit_interruptibly(tuner: tune.Tuner):
     if threading.current_thread() is not threading.main_thread():
         return tuner.fit()
     received: list[int] = []
@@ -131,31 +148,15 @@ def _fit(tuner: tune.Tuner):
     return grid
 
 
-def _warn_if_oversubscribed(cfg: ExperimentConfig, log: Callable[[str], None]) -> None:
-    """Workers that cannot be placed time out and retry (STACK-NOTES), so say when
-    max_concurrent trials of their replicas ask for more than the cluster has."""
-    res = cfg.resources
-    workers = max(res.workers, len(replicas_of(cfg)))
-    per_trial = workers * (1 if res.use_gpu else res.cpus_per_worker)
-    kind = "GPU" if res.use_gpu else "CPU"
-    have = ray.cluster_resources().get(kind, 0)
-    if cfg.search.max_concurrent * per_trial > have:
-        log(f"warning: search.max_concurrent={cfg.search.max_concurrent} trials need "
-            f"{cfg.search.max_concurrent * per_trial:g} {kind}s ({workers} workers per trial: search.seeds x folds, "
-            f"or resources.workers) but the cluster has {have:g}; trials will wait for workers "
-            f"(an autoscaler may add nodes)")
-
-
 def _final_runs(cfg: ExperimentConfig, configs: dict[str, ExperimentConfig], output: Path, parent_run_id: str | None,
                 train) -> dict[str, dict]:
     """The winner and the defaults on every seed, as child runs of the sweep. They train side by
     side when the cluster holds both (each is its own TorchTrainer; Train V2 runs them from
     threads of this driver), so the sweep's last step takes one training's time instead of two."""
     res = cfg.resources
-    room = ray.cluster_resources().get("GPU" if res.use_gpu else "CPU", 0)
     # Identical configs share one Ray run name: then the second must resume the first, not race it.
     distinct = len({run_key(c, 0) for c in configs.values()}) == len(configs)
-    side_by_side = distinct and room >= len(configs) * res.workers * (1 if res.use_gpu else res.cpus_per_worker)
+    side_by_side = distinct and runs_at_once(worker_resources(res), res.workers, alive_nodes()) >= len(configs)
     nested = {"mlflow.parentRunId": parent_run_id} if parent_run_id else {}
     calls = {role: partial(train, c, output / role, {"sweep": cfg.name, "role": role, "run_name": f"{cfg.name}-{role}",
                                                      "run_key": f"{parent_run_id}/{role}", **nested})

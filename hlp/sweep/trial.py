@@ -18,7 +18,7 @@ from hlp.plots import score_timelines
 from hlp.tracking import Tracker, run_tags
 from hlp.train import model_file
 from hlp.train.loop import FitResult
-from hlp.train.ray_train import fit_with_ray, replicas_of
+from hlp.train.ray_train import fit_with_ray, trial_replicas
 
 SHOWN_VIDEOS = 6  # validation videos in the trial's score figure
 
@@ -40,10 +40,8 @@ def trial(params: dict, base: dict, parent_run_id: str | None, sweep_name: str, 
         child.log_params(flatten(cfg))
         _log_text(child, "config.yaml", to_yaml(cfg))  # first, so a trial that ASHA stops still has it
         # Named after the trial with no timestamp: a retried or resumed trial finds its checkpoints.
-        replicas = replicas_of(cfg)  # one worker per (seed, fold); a single carved seed trains as `hlp train` does
-        results = fit_with_ray(cfg, replicas[0]["seed"], child.run_id, run_name=f"{sweep_name}-{trial_id}",
-                               callbacks=[TuneReportCallback()], score_test=False,
-                               replicas=replicas if len(replicas) > 1 or replicas[0]["fold"] is not None else None,
+        results = fit_with_ray(cfg, cfg.search.seeds[0], child.run_id, run_name=f"{sweep_name}-{trial_id}",
+                               callbacks=[TuneReportCallback()], score_test=False, replicas=trial_replicas(cfg),
                                dataset=(shared or [None])[0], log=print)
         child.log_metrics({f"val_map.{d}": r.val_map for d, r in results.items()})
         log_trial_artifacts(child, cfg, results)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import signal
 import tempfile
 import threading
@@ -36,6 +37,8 @@ import ray
 import ray.train
 import ray.train.torch
 import torch
+# Ray Train's reasons for a worker group that never started (raised inside ControllerError).
+from ray.train.v2._internal.exceptions import InsufficientClusterResourcesError, WorkerGroupStartupTimeoutError
 
 from hlp.cluster import verbose
 from hlp.config import ExperimentConfig, config_from_dict
@@ -46,6 +49,7 @@ from hlp.data.protocols import (
     domain_split,
     kfold_splits,
 )
+from hlp.placement import START_TIMEOUT_ENV, unplaced, worker_resources
 from hlp.storage import ray_storage
 from hlp.tracking import Tracker
 from hlp.train.loop import EpochRecord, FitResult, Worker, fit
@@ -63,6 +67,13 @@ def replicas_of(cfg: ExperimentConfig) -> list[dict]:
     """The (seed, fold) pairs whose mean validation mAP is a sweep trial's objective."""
     folds = range(cfg.eval.folds) if cfg.eval.selection == "kfold" else [None]
     return [{"seed": s, "fold": k} for s in cfg.search.seeds for k in folds]
+
+
+def trial_replicas(cfg: ExperimentConfig) -> list[dict] | None:
+    """A sweep trial's replicas, one worker each; None when one carved seed trains as `hlp train`
+    does (on resources.workers workers)."""
+    replicas = replicas_of(cfg)
+    return replicas if len(replicas) > 1 or replicas[0]["fold"] is not None else None
 
 
 def replica_splits(cfg: ExperimentConfig, replica: dict, dataset: Dataset | None = None) -> dict[str, DomainSplit]:
@@ -300,23 +311,29 @@ def fit_with_ray(cfg: ExperimentConfig, seed: int, mlflow_run_id: str | None, *,
     workers = len(replicas) if replicas else res.workers
     storage_path, filesystem = ray_storage(res.storage_path)
     name = run_name or run_key(cfg, seed)
+    os.environ[START_TIMEOUT_ENV] = f"{res.start_timeout_s:g}"
     trainer = TorchTrainer(
         train_worker,
         train_loop_config={"experiment": cfg.model_dump(), "seed": seed, "mlflow_run_id": mlflow_run_id,
                            "score_test": score_test, "track_test": track_test, "replicas": replicas,
                            "dataset": dataset, "in_driver": workers == 0, "quiet": not verbose()},
-        scaling_config=ScalingConfig(num_workers=workers, use_gpu=res.use_gpu,
-                                     resources_per_worker={"CPU": res.cpus_per_worker}),
+        scaling_config=ScalingConfig(num_workers=workers, use_gpu=res.use_gpu, resources_per_worker=worker_resources(res)),
         # One checkpoint: a resumed run continues from the latest, and Ray deletes the previous
-        # one only once the next is stored.
-        run_config=RunConfig(name=name, storage_path=storage_path,
-                             storage_filesystem=filesystem, failure_config=FailureConfig(max_failures=res.max_failures),
+        # one only once the next is stored. A worker group that does not start within
+        # start_timeout_s fails the run (Ray's default, -1, retries the start for ever).
+        run_config=RunConfig(name=name, storage_path=storage_path, storage_filesystem=filesystem,
+                             failure_config=FailureConfig(max_failures=res.max_failures, controller_failure_limit=0),
                              checkpoint_config=CheckpointConfig(num_to_keep=1), callbacks=callbacks,
                              # Train's own INFO lines (a 600-character TrainingReport per epoch) only
                              # with --verbose; the worker prints hlp's epoch line instead.
                              logging_config=ray.train.LoggingConfig(log_level="INFO" if verbose() else "WARNING")),
     )
-    result = _fit(trainer)
+    try:
+        result = _fit(trainer)
+    except ray.train.ControllerError as exc:
+        if isinstance(exc.controller_failure, (WorkerGroupStartupTimeoutError, InsufficientClusterResourcesError)):
+            raise unplaced(res, workers, workers_key(replicas)) from None
+        raise
     if workers == 0:
         if log:
             log("checkpoints: none (resources.workers: 0 trains in this process, for debugging)")
@@ -328,6 +345,13 @@ def fit_with_ray(cfg: ExperimentConfig, seed: int, mlflow_run_id: str | None, *,
         payload = torch.load(Path(directory) / RESULTS, weights_only=True)["results"]
     return {d: FitResult(domain=d, **{**r, **{k: {v: t.numpy() for v, t in r[k].items()} for k in _ARRAYS}})
             for d, r in payload.items()}
+
+
+def workers_key(replicas: list[dict] | None) -> str:
+    """The setting that decides how many workers a run asks for."""
+    if not replicas:
+        return "resources.workers"
+    return "search.seeds x eval.folds" if any(r.get("fold") is not None for r in replicas) else "search.seeds"
 
 
 def _fit(trainer):

@@ -19,6 +19,7 @@ from hlp.config import ExperimentConfig, flatten, to_yaml, with_absolute_paths
 from hlp.data.datasets import Dataset, grouped_skips, load_dataset_for
 from hlp.data.protocols import available_domains
 from hlp.evaluate.evaluation import domain_map
+from hlp.placement import check_placeable
 from hlp.plots import score_timelines
 from hlp.tracking import Tracker, check_reachable, run_tags
 from hlp.train import model_file
@@ -67,6 +68,7 @@ def _train_and_report(cfg: ExperimentConfig, output: Path, tracker: Tracker, dat
                           for kind, e in (("visual", dataset.features["visual"]), ("audio", dataset.features["audio"]))})
     (output / "config.yaml").write_text(to_yaml(cfg))
     ensure_ray(cfg.resources.address)
+    check_placeable(cfg.resources, cfg.resources.workers, "resources.workers", log)
     shared = ray.put(dataset)  # read once here; every seed's workers map it from the object store
     per_seed = []
     for i, seed in enumerate(cfg.train.seeds):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
+from ray._private.utils import get_num_cpus
 from ray_processes import isolated_env as _env
 from ray_processes import kill_processes as _kill_processes
 from ray_processes import wait_until as _wait_until
@@ -61,9 +62,14 @@ def test_a_killed_worker_and_a_killed_sweep_both_resume_without_duplicates(tmp_p
     SIGKILL the first trial's Ray Train worker once it has checkpointed: FailureConfig restarts
     it from the checkpoint, the trial finishes and its child run records the resume. Then kill
     the sweep driver (and its cluster) after that trial: --resume completes the rest, and the
-    finished sweep has everything a sweep promises (summary, parent, children), nothing twice."""
+    finished sweep has everything a sweep promises (summary, parent, children), nothing twice.
+
+    The same sweep asks max_concurrent 2 of 1-worker trials whose worker takes every CPU of the
+    job's own Ray (issue 15): the trials run one at a time, and the sweep says why."""
+    cpus = get_num_cpus()  # what the job's own Ray gets: 2 on CI
     base = _sweep(tmp_path, synth_root, ray_tmpdir, "search.num_samples=2", "train.epochs=12",
-                  "train.checkpoint_every=1", "search.grace_period=12")
+                  "train.checkpoint_every=1", "search.grace_period=12", "search.max_concurrent=2",
+                  f"resources.cpus_per_worker={cpus}")
     driver = subprocess.Popen(base, cwd=tmp_path, env=_env(ray_tmpdir), stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, start_new_session=True)
     _wait_until(lambda: _registered_checkpoint(tmp_path / "ray_results") is not None, driver)
@@ -80,6 +86,9 @@ def test_a_killed_worker_and_a_killed_sweep_both_resume_without_duplicates(tmp_p
                             text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "resuming the sweep" in result.stderr
+    assert (f"search.max_concurrent 2 -> 1: the cluster has {cpus:g} CPUs (1 node) and a trial needs {cpus:g} "
+            f"(1 worker x {cpus:g} CPU)") in " ".join(result.stderr.split())
+    assert "WorkerGroupStartupTimeoutError" not in result.stderr
     summary = json.loads((tmp_path / "out" / "sweep_summary.json").read_text())
     assert summary["trials"] == 2
     assert set(summary["best_params"]) == set(load_config(EXPERIMENTS / "hpcl.yaml").search.space)
@@ -90,6 +99,8 @@ def test_a_killed_worker_and_a_killed_sweep_both_resume_without_duplicates(tmp_p
     [parent], children = _children(db)
     assert len(children) == 2 and len({c.data.tags["trial_id"] for c in children}) == 2
     assert all(c.info.status == "FINISHED" for c in children)
+    first, second = sorted(children, key=lambda c: c.info.start_time)
+    assert first.info.end_time <= second.info.start_time  # one trial after the other, never side by side
     for child in children:
         assert child.data.tags["sweep"] == "hpcl" and "loss.lambda_hpcl" in child.data.params
         assert any(k.endswith(".val_map") for k in child.data.metrics)

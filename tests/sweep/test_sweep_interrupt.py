@@ -40,7 +40,7 @@ def test_ctrl_c_stops_the_sweep_and_resume_finishes_it(tmp_path, synth_root, ray
     """SIGINT while the trial trains: exit 130, the parent and the trial's run KILLED, no final
     run trained. `--resume` then continues the trial into its run, which ends FINISHED without
     the `stopped_early` tag the interrupt gave it, and trains the final runs under the parent."""
-    command = _sweep(synth_root, "search.num_samples=1", "train.epochs=20", "search.grace_period=20",
+    command = _sweep(synth_root, "search.num_samples=1", "train.epochs=12", "search.grace_period=12",
                      "train.checkpoint_every=1")
     db = tmp_path / "mlflow.db"
     job = subprocess.Popen(command, cwd=tmp_path, env=isolated_env(ray_tmpdir), stdout=subprocess.DEVNULL,
