@@ -41,8 +41,9 @@ def own_ray() -> bool:
     return ray.is_initialized() and os.environ.get(OWN_RAY_ENV) == ray.get_runtime_context().gcs_address
 
 
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr)
+def to_stderr(line: str) -> None:
+    """The default `log` of hlp's own lines outside the CLI."""
+    print(line, file=sys.stderr, flush=True)
 
 
 def verbose() -> bool:
@@ -70,7 +71,7 @@ def configured_address(address: str | None) -> str:
     return address or os.environ.get("RAY_ADDRESS") or "local"
 
 
-def ensure_ray(address: str | None, log: Callable[[str], None] = _stderr) -> None:
+def ensure_ray(address: str | None, log: Callable[[str], None] = to_stderr) -> None:
     """Join the cluster that `resources.address` or RAY_ADDRESS names (`auto`: the one running on
     this machine, said in the log), else start a local Ray of this job's own.
 

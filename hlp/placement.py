@@ -95,8 +95,8 @@ def check_placeable(res: ResourcesConfig, workers: int, workers_key: str, log: C
 
 def unplaced(res: ResourcesConfig, workers: int, workers_key: str) -> PlacementError:
     """The error of a run whose workers did not start within resources.start_timeout_s."""
-    need = worker_resources(res)
-    why = shortfall(need, workers, alive_nodes(), workers_key) or (
-        f"{cluster_size(need, workers, alive_nodes())}, but other work held the resources")
+    need, nodes = worker_resources(res), alive_nodes()
+    why = shortfall(need, workers, nodes, workers_key) or (
+        f"{cluster_size(need, workers, nodes)}, but other work held the resources")
     return PlacementError(f"Ray Train could not start {workers} worker{'s' if workers != 1 else ''} within "
                           f"{res.start_timeout_s:g} s (resources.start_timeout_s): {why}")

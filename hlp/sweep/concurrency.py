@@ -12,16 +12,16 @@ long for the same reason.
 from __future__ import annotations
 
 import copy
-import sys
 import time
 
 import cloudpickle
 from ray.tune import Callback
 from ray.tune.search import ConcurrencyLimiter, Searcher
 
+from hlp.cluster import to_stderr
 from hlp.config import ExperimentConfig
 from hlp.placement import PlacementError, alive_nodes, cluster_size, runs_at_once, worker_resources
-from hlp.train.ray_train import trial_replicas, workers_key
+from hlp.train.ray_train import run_workers, trial_replicas, workers_key
 
 RECHECK_S = 5.0  # how stale the node list may be; Tune asks before each trial it starts, every 0.1 s when idle
 
@@ -29,11 +29,7 @@ RECHECK_S = 5.0  # how stale the node list may be; Tune asks before each trial i
 def trial_workers(cfg: ExperimentConfig) -> tuple[int, str]:
     """A trial's Ray Train workers (one per replica, else resources.workers) and the key that sets them."""
     replicas = trial_replicas(cfg)
-    return (len(replicas), workers_key(replicas)) if replicas else (max(cfg.resources.workers, 1), workers_key(None))
-
-
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+    return max(run_workers(cfg, replicas), 1), workers_key(replicas)  # workers: 0 trains in the trial's process
 
 
 class ClusterLimiter(ConcurrencyLimiter):
@@ -42,7 +38,7 @@ class ClusterLimiter(ConcurrencyLimiter):
     least one trial runs even when none fits: an autoscaler adds nodes for the workers it sees
     waiting, and resources.start_timeout_s bounds that wait."""
 
-    def __init__(self, searcher: Searcher, cfg: ExperimentConfig, log=_stderr):
+    def __init__(self, searcher: Searcher, cfg: ExperimentConfig, log=to_stderr):
         super().__init__(searcher, max_concurrent=cfg.search.max_concurrent)
         self.ceiling = cfg.search.max_concurrent
         self.need = worker_resources(cfg.resources)
@@ -76,7 +72,7 @@ class ClusterLimiter(ConcurrencyLimiter):
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        self._log, self._said = _stderr, self.ceiling
+        self._log, self._said = to_stderr, self.ceiling
 
     def get_state(self) -> dict:
         return copy.deepcopy({k: v for k, v in self.__dict__.items() if k not in ("searcher", *self._PER_PROCESS)})

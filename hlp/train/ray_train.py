@@ -307,8 +307,8 @@ def fit_with_ray(cfg: ExperimentConfig, seed: int, mlflow_run_id: str | None, *,
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    res = cfg.resources
-    workers = len(replicas) if replicas else res.workers
+    res, quiet = cfg.resources, not verbose()
+    workers = run_workers(cfg, replicas)
     storage_path, filesystem = ray_storage(res.storage_path)
     name = run_name or run_key(cfg, seed)
     os.environ[START_TIMEOUT_ENV] = f"{res.start_timeout_s:g}"
@@ -316,7 +316,7 @@ def fit_with_ray(cfg: ExperimentConfig, seed: int, mlflow_run_id: str | None, *,
         train_worker,
         train_loop_config={"experiment": cfg.model_dump(), "seed": seed, "mlflow_run_id": mlflow_run_id,
                            "score_test": score_test, "track_test": track_test, "replicas": replicas,
-                           "dataset": dataset, "in_driver": workers == 0, "quiet": not verbose()},
+                           "dataset": dataset, "in_driver": workers == 0, "quiet": quiet},
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=res.use_gpu, resources_per_worker=worker_resources(res)),
         # One checkpoint: a resumed run continues from the latest, and Ray deletes the previous
         # one only once the next is stored. A worker group that does not start within
@@ -326,7 +326,7 @@ def fit_with_ray(cfg: ExperimentConfig, seed: int, mlflow_run_id: str | None, *,
                              checkpoint_config=CheckpointConfig(num_to_keep=1), callbacks=callbacks,
                              # Train's own INFO lines (a 600-character TrainingReport per epoch) only
                              # with --verbose; the worker prints hlp's epoch line instead.
-                             logging_config=ray.train.LoggingConfig(log_level="INFO" if verbose() else "WARNING")),
+                             logging_config=ray.train.LoggingConfig(log_level="WARNING" if quiet else "INFO")),
     )
     try:
         result = _fit(trainer)
@@ -345,6 +345,11 @@ def fit_with_ray(cfg: ExperimentConfig, seed: int, mlflow_run_id: str | None, *,
         payload = torch.load(Path(directory) / RESULTS, weights_only=True)["results"]
     return {d: FitResult(domain=d, **{**r, **{k: {v: t.numpy() for v, t in r[k].items()} for k in _ARRAYS}})
             for d, r in payload.items()}
+
+
+def run_workers(cfg: ExperimentConfig, replicas: list[dict] | None) -> int:
+    """A run's Ray Train workers: one per replica (a sweep trial's), else resources.workers."""
+    return len(replicas) if replicas else cfg.resources.workers
 
 
 def workers_key(replicas: list[dict] | None) -> str:

@@ -11,7 +11,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,16 +19,11 @@ from ray._private.utils import get_num_cpus
 from ray_processes import isolated_env as _env
 from ray_processes import kill_processes as _kill_processes
 from ray_processes import wait_until as _wait_until
-from support import EXPERIMENTS, TINY
+from support import EXPERIMENTS, mlflow_runs, sweep_command
 
 from hlp.config import load_config
 
 pytestmark = pytest.mark.slow
-
-
-def _sweep(tmp_path: Path, synth_root: Path, ray_tmpdir: str, *sets: str) -> list[str]:
-    return [sys.executable, "-m", "hlp.cli", "sweep", str(EXPERIMENTS / "hpcl.yaml"),
-            "--set", f"data.root={synth_root}", *[x for s in (*TINY, *sets) for x in ("--set", s)], "--output", "out"]
 
 
 def _registered_checkpoint(storage: Path) -> str | None:
@@ -49,8 +43,7 @@ def _registered_checkpoint(storage: Path) -> str | None:
 
 def _children(db: Path) -> tuple[list, list]:
     """The parent run, and its trials' runs (its other children are the final runs)."""
-    client = MlflowClient(tracking_uri=f"sqlite:///{db}")
-    runs = client.search_runs([client.get_experiment_by_name("hpcl-sweep").experiment_id])
+    runs = mlflow_runs(db, "hpcl-sweep")
     parents = [r for r in runs if r.info.run_name == "sweep-hpcl"]
     assert len(parents) == 1
     return parents, [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id
@@ -67,7 +60,7 @@ def test_a_killed_worker_and_a_killed_sweep_both_resume_without_duplicates(tmp_p
     The same sweep asks max_concurrent 2 of 1-worker trials whose worker takes every CPU of the
     job's own Ray (issue 15): the trials run one at a time, and the sweep says why."""
     cpus = get_num_cpus()  # what the job's own Ray gets: 2 on CI
-    base = _sweep(tmp_path, synth_root, ray_tmpdir, "search.num_samples=2", "train.epochs=12",
+    base = sweep_command(synth_root, "search.num_samples=2", "train.epochs=12",
                   "train.checkpoint_every=1", "search.grace_period=12", "search.max_concurrent=2",
                   f"resources.cpus_per_worker={cpus}")
     driver = subprocess.Popen(base, cwd=tmp_path, env=_env(ray_tmpdir), stdout=subprocess.DEVNULL,

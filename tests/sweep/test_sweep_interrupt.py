@@ -5,34 +5,11 @@ final runs nested under the sweep's parent run."""
 from __future__ import annotations
 
 import signal
-import sqlite3
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-from mlflow.tracking import MlflowClient
 from ray_processes import isolated_env, wait_until
-from support import EXPERIMENTS, TINY
-
-
-def _sweep(synth_root: Path, *sets: str) -> list[str]:
-    return [sys.executable, "-m", "hlp.cli", "sweep", str(EXPERIMENTS / "hpcl.yaml"),
-            "--set", f"data.root={synth_root}", *[x for s in (*TINY, *sets) for x in ("--set", s)], "--output", "out"]
-
-
-def _runs(db: Path) -> list:
-    client = MlflowClient(tracking_uri=f"sqlite:///{db}")
-    return client.search_runs([client.get_experiment_by_name("hpcl-sweep").experiment_id])
-
-
-def _trial_epochs(db: Path) -> int:
-    """Epochs of the objective a trial has logged (0 while the store is being created)."""
-    try:
-        with sqlite3.connect(db) as conn:
-            return conn.execute("select count(*) from metrics where key = 'seed0.val_map'").fetchone()[0]
-    except sqlite3.Error:
-        return 0
+from support import epochs_logged, mlflow_runs, sweep_command
 
 
 @pytest.mark.slow
@@ -40,16 +17,16 @@ def test_ctrl_c_stops_the_sweep_and_resume_finishes_it(tmp_path, synth_root, ray
     """SIGINT while the trial trains: exit 130, the parent and the trial's run KILLED, no final
     run trained. `--resume` then continues the trial into its run, which ends FINISHED without
     the `stopped_early` tag the interrupt gave it, and trains the final runs under the parent."""
-    command = _sweep(synth_root, "search.num_samples=1", "train.epochs=12", "search.grace_period=12",
+    command = sweep_command(synth_root, "search.num_samples=1", "train.epochs=12", "search.grace_period=12",
                      "train.checkpoint_every=1")
     db = tmp_path / "mlflow.db"
     job = subprocess.Popen(command, cwd=tmp_path, env=isolated_env(ray_tmpdir), stdout=subprocess.DEVNULL,
                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-    wait_until(lambda: _trial_epochs(db) >= 2, job, timeout=420)
+    wait_until(lambda: epochs_logged(db) >= 2, job, timeout=420)
     job.send_signal(signal.SIGINT)
     stderr = job.communicate(timeout=180)[1]
     assert job.returncode == 130, stderr[-3000:]
-    runs = _runs(db)
+    runs = mlflow_runs(db, "hpcl-sweep")
     [parent] = [r for r in runs if r.info.run_name == "sweep-hpcl"]
     [trial] = [r for r in runs if "trial_id" in r.data.tags]
     assert len(runs) == 2, [(r.info.run_name, r.data.tags.get("role")) for r in runs]  # no final run
@@ -61,7 +38,7 @@ def test_ctrl_c_stops_the_sweep_and_resume_finishes_it(tmp_path, synth_root, ray
                              capture_output=True, text=True, timeout=900)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming the sweep" in resumed.stderr
-    runs = {r.info.run_id: r for r in _runs(db)}
+    runs = {r.info.run_id: r for r in mlflow_runs(db, "hpcl-sweep")}
     assert [r.info.status for r in runs.values()] == ["FINISHED"] * 4
     again = runs[trial.info.run_id]  # the same run, continued
     assert "stopped_early" not in again.data.tags and "val_map.synth_a" in again.data.metrics
@@ -74,7 +51,7 @@ def test_ctrl_c_stops_the_sweep_and_resume_finishes_it(tmp_path, synth_root, ray
 def test_a_sweep_run_ends_failed_when_ray_cannot_start(tmp_path, synth_root):
     """The parent run exists before Ray starts; a Ray that cannot start (a typo in its address)
     must not leave it RUNNING."""
-    result = subprocess.run(_sweep(synth_root, "resources.address=127.0.0.1:abc"), cwd=tmp_path,
+    result = subprocess.run(sweep_command(synth_root, "resources.address=127.0.0.1:abc"), cwd=tmp_path,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "port" in result.stderr, result.stderr[-3000:]
-    assert [r.info.status for r in _runs(tmp_path / "mlflow.db")] == ["FAILED"]
+    assert [r.info.status for r in mlflow_runs(tmp_path / "mlflow.db", "hpcl-sweep")] == ["FAILED"]

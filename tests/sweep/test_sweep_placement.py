@@ -10,29 +10,21 @@ started beside the test with `ray start`, to which a node is then added."""
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from mlflow.tracking import MlflowClient
 from ray_processes import isolated_env
-from support import EXPERIMENTS, TINY
+from support import mlflow_runs, sweep_command
 
 from hlp.cluster import LOCAL_TRAIN_ENV
 
 pytestmark = pytest.mark.slow
 
 
-def _sweep(synth_root: Path, *sets: str) -> list[str]:
-    return [sys.executable, "-m", "hlp.cli", "sweep", str(EXPERIMENTS / "hpcl.yaml"),
-            "--set", f"data.root={synth_root}", *[x for s in (*TINY, *sets) for x in ("--set", s)], "--output", "out"]
-
-
 def _runs(db: Path) -> tuple[object, list]:
     """The sweep's parent run, and its trials' runs."""
-    client = MlflowClient(tracking_uri=f"sqlite:///{db}")
-    runs = client.search_runs([client.get_experiment_by_name("hpcl-sweep").experiment_id])
+    runs = mlflow_runs(db, "hpcl-sweep")
     [parent] = [r for r in runs if r.info.run_name == "sweep-hpcl"]
     return parent, [r for r in runs if "trial_id" in r.data.tags]
 
@@ -41,7 +33,7 @@ def test_a_worker_no_node_can_hold_is_refused_at_once(tmp_path, synth_root, ray_
     """On the job's own Ray (it never gets more nodes) the sweep is refused before any trial,
     naming the key, and its parent run ends FAILED."""
     started = time.monotonic()
-    result = subprocess.run(_sweep(synth_root, "resources.cpus_per_worker=64"), cwd=tmp_path,
+    result = subprocess.run(sweep_command(synth_root, "resources.cpus_per_worker=64"), cwd=tmp_path,
                             env=isolated_env(ray_tmpdir), capture_output=True, text=True, timeout=300)
     assert result.returncode == 2, result.stderr[-3000:]
     said = " ".join(result.stderr.split())
@@ -58,7 +50,7 @@ def test_an_unplaceable_trial_fails_in_bounded_time_and_resume_retries_it(tmp_pa
     run, and the sweep finishes."""
     address, beside = cluster_beside
     env = {**beside, **LOCAL_TRAIN_ENV}  # Train's settings for a machine of one's own: a faster test
-    command = _sweep(synth_root, "search.num_samples=1", "search.max_concurrent=2", "train.epochs=1",
+    command = sweep_command(synth_root, "search.num_samples=1", "search.max_concurrent=2", "train.epochs=1",
                      "search.grace_period=1", "resources.cpus_per_worker=2", "resources.start_timeout_s=5",
                      "resources.address=auto")  # the cluster whose address file lies under the env's RAY_TMPDIR
     started = time.monotonic()

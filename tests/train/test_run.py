@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 from ray_processes import isolated_env, wait_until
-from support import EXPERIMENTS
+from support import EXPERIMENTS, epochs_logged, mlflow_runs
 
 TINY = ["model.d_model=16", "model.heads=2", "model.d_k=16", "model.d_v=16", "model.ffn_dim=32",
         "train.seeds=[0]", "train.threads=1", "eval.selection=carve", "tracking.experiment=train-run"]
@@ -29,20 +28,6 @@ def _command(synth_root: Path, db: Path, *sets: str) -> list[str]:
     sets = (f"data.root={synth_root}", *TINY, f"tracking.uri=sqlite:///{db}", *sets)
     return [sys.executable, "-m", "hlp.cli", "train", str(EXPERIMENTS / "youtube.yaml"),
             *[x for s in sets for x in ("--set", s)], "--output", "out"]
-
-
-def _runs(db: Path) -> list:
-    client = MlflowClient(tracking_uri=f"sqlite:///{db}")
-    return client.search_runs([client.get_experiment_by_name("train-run").experiment_id])
-
-
-def _epochs_logged(db: Path) -> int:
-    """Epochs of seed 0's validation curve in the store (0 while it is being created)."""
-    try:
-        with sqlite3.connect(db) as conn:
-            return conn.execute("select count(*) from metrics where key = 'seed0.val_map'").fetchone()[0]
-    except sqlite3.Error:
-        return 0
 
 
 def _stores(tmp_path: Path) -> tuple[Path, Path]:
@@ -72,7 +57,7 @@ def test_workers_0_trains_in_the_driver(tmp_path, synth_root, ray_tmpdir):
     assert set(metrics["domains"]) == {"synth_a", "synth_b"}
     assert all(0.0 <= d["test_map"] <= 1.0 for d in metrics["domains"].values())
     assert "checkpoints: none" in result.stderr and not (work / "ray_results").exists()
-    [run] = _runs(db)
+    [run] = mlflow_runs(db, "train-run")
     assert run.info.status == "FINISHED" and "seed0.synth_a.val_map" in run.data.metrics
     _assert_artifacts_beside_the_store(work, db, run)
 
@@ -84,7 +69,7 @@ def test_a_run_ends_failed_when_ray_cannot_start(tmp_path, synth_root):
     result = subprocess.run(_command(synth_root, db, "resources.address=127.0.0.1:abc"), cwd=work,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "port" in result.stderr, result.stderr[-3000:]
-    assert [r.info.status for r in _runs(db)] == ["FAILED"]
+    assert [r.info.status for r in mlflow_runs(db, "train-run")] == ["FAILED"]
 
 
 @pytest.mark.slow
@@ -97,11 +82,11 @@ def test_sigterm_kills_the_run_and_reruns_reopen_it(tmp_path, synth_root, ray_tm
     command = _command(synth_root, db, "train.epochs=20", "train.checkpoint_every=1")
     job = subprocess.Popen(command, cwd=work, env=isolated_env(ray_tmpdir), stdout=subprocess.DEVNULL,
                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-    wait_until(lambda: _epochs_logged(db) >= 2, job, timeout=420)
+    wait_until(lambda: epochs_logged(db) >= 2, job, timeout=420)
     job.send_signal(signal.SIGTERM)
     stderr = job.communicate(timeout=180)[1]
     assert job.returncode == 143 and "interrupted" in stderr, (job.returncode, stderr[-3000:])
-    [killed] = _runs(db)
+    [killed] = mlflow_runs(db, "train-run")
     assert killed.info.status == "KILLED"
     assert not (work / "out" / "metrics.json").exists()
 
@@ -109,7 +94,7 @@ def test_sigterm_kills_the_run_and_reruns_reopen_it(tmp_path, synth_root, ray_tm
         result = subprocess.run(command, cwd=work, env=isolated_env(ray_tmpdir), capture_output=True, text=True,
                                 timeout=600)
         assert result.returncode == 0, result.stderr[-3000:]
-        [run] = _runs(db)
+        [run] = mlflow_runs(db, "train-run")
         assert run.info.run_id == killed.info.run_id and run.info.status == "FINISHED"
     client = MlflowClient(tracking_uri=f"sqlite:///{db}")
     curve = {m.step for m in client.get_metric_history(run.info.run_id, "seed0.val_map")}
