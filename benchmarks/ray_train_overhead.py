@@ -21,7 +21,8 @@ from hlp.cluster import ensure_ray
 from hlp.config import load_config
 from hlp.data.synth import SynthSpec, write_synthetic
 from hlp.train.loop import fit
-from hlp.train.ray_train import fit_with_ray, load_splits
+from hlp.train.ray_train import fit_with_ray
+from hlp.train.runs import load_splits
 
 
 def main() -> None:

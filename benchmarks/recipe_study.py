@@ -37,7 +37,7 @@ def run_unit(arm: str, bench: str, base: str, overrides: list[str], seed: int, p
 
     from hlp.evaluate.evaluation import video_map
     from hlp.train.loop import fit
-    from hlp.train.ray_train import load_splits
+    from hlp.train.runs import load_splits
 
     torch.set_num_threads(1)
     cfg = _config(base, overrides)

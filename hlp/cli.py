@@ -136,7 +136,7 @@ def sweep(
     log = _log
     try:
         with _stopped_by_signals():
-            summary = run_sweep(cfg, out.resolve(), resume, lambda c, o, tags: run_training(c, o, log=log, tags=tags),
+            summary = run_sweep(cfg, out.resolve(), resume, lambda c, o, tags: run_training(c, o, log=log, tags=tags, say_kept=False),
                                 log)
     except (DataError, FileNotFoundError, ValueError, TrackingError) as exc:
         _fail(str(exc))

@@ -30,9 +30,9 @@ class PlacementError(ValueError):
 
 
 def worker_resources(res: ResourcesConfig) -> dict[str, float]:
-    """One Ray Train worker's request, as hlp passes it to ScalingConfig (1 GPU per worker under
-    use_gpu, as Ray Train gives it)."""
-    return {"CPU": res.cpus_per_worker, **({"GPU": 1.0} if res.use_gpu else {})}
+    """One Ray Train worker's request, as hlp passes it to ScalingConfig: under use_gpu,
+    resources.gpus_per_worker GPUs (1 by default, as Ray Train gives it; a fraction shares a GPU)."""
+    return {"CPU": res.cpus_per_worker, **({"GPU": res.gpus_per_worker} if res.use_gpu else {})}
 
 
 def alive_nodes() -> list[dict[str, float]]:
@@ -51,13 +51,17 @@ def runs_at_once(need: dict[str, float], workers: int, nodes: list[dict[str, flo
     return worker_slots(need, nodes) // max(workers, 1)
 
 
-def _kind(need: dict[str, float]) -> str:
-    return "GPU" if need.get("GPU") else "CPU"
+def _binding(need: dict[str, float], nodes: list[dict[str, float]]) -> str:
+    """The resource that allows the fewest workers, the one a message must name (on a tie, GPU:
+    the one that is bought). 16 CPUs and 1 GPU hold 8 workers of 1 CPU x 0.125 GPU, GPU-bound, but
+    only 4 of 4 CPUs x 0.125 GPU."""
+    asked = [k for k, v in need.items() if v > 0]
+    return min(asked, key=lambda k: (worker_slots({k: need[k]}, nodes), k != "GPU"))
 
 
 def cluster_size(need: dict[str, float], workers: int, nodes: list[dict[str, float]], run: str = "a run") -> str:
     """`the cluster has 2 CPUs (1 node) and a run needs 4 (2 workers x 2 CPU)`, in the resource that binds."""
-    kind = _kind(need)
+    kind = _binding(need, nodes)
     have = sum(node.get(kind, 0.0) for node in nodes)
     per_run = workers * need[kind]
     return (f"the cluster has {have:g} {kind}{'s' if have != 1 else ''} ({len(nodes)} node{'s' if len(nodes) != 1 else ''}) and {run} needs "
@@ -68,9 +72,14 @@ def shortfall(need: dict[str, float], workers: int, nodes: list[dict[str, float]
     """Why the nodes can never hold one run of `workers` workers, naming the key to change;
     None when they can."""
     if not any(worker_slots(need, [node]) for node in nodes):
-        kind = _kind(need)
+        kind = _binding(need, nodes)
+        if worker_slots({kind: need[kind]}, nodes):  # each resource fits some node, none holds them all
+            asked = " and ".join(f"{v:g} {k}" for k, v in need.items() if v > 0)
+            return f"no node can hold one Ray Train worker: it asks {asked}, and no node has them all"
         largest = max((node.get(kind, 0.0) for node in nodes), default=0.0)
-        key = "resources.use_gpu" if kind == "GPU" else "resources.cpus_per_worker"
+        # No GPU anywhere: use_gpu is the key to change; GPUs too few on every node: the count asked.
+        key = "resources.cpus_per_worker" if kind == "CPU" else (
+            "resources.gpus_per_worker" if largest else "resources.use_gpu")
         return (f"no node can hold one Ray Train worker: {key} asks {need[kind]:g} {kind} per worker and the "
                 f"largest node has {largest:g}")
     if runs_at_once(need, workers, nodes) == 0:
@@ -93,10 +102,11 @@ def check_placeable(res: ResourcesConfig, workers: int, workers_key: str, log: C
     log(f"warning: {why}; a run waits up to {res.start_timeout_s:g} s (resources.start_timeout_s) for nodes")
 
 
-def unplaced(res: ResourcesConfig, workers: int, workers_key: str) -> PlacementError:
-    """The error of a run whose workers did not start within resources.start_timeout_s."""
+def unplaced(res: ResourcesConfig, workers: int, workers_key: str, who: str = "Ray Train") -> PlacementError:
+    """The error of a run whose workers did not start within resources.start_timeout_s; `who`
+    placed them (a TorchTrainer, or a sweep trial's placement group)."""
     need, nodes = worker_resources(res), alive_nodes()
     why = shortfall(need, workers, nodes, workers_key) or (
         f"{cluster_size(need, workers, nodes)}, but other work held the resources")
-    return PlacementError(f"Ray Train could not start {workers} worker{'s' if workers != 1 else ''} within "
+    return PlacementError(f"{who} could not start {workers} worker{'s' if workers != 1 else ''} within "
                           f"{res.start_timeout_s:g} s (resources.start_timeout_s): {why}")

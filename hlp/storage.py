@@ -86,3 +86,27 @@ def torch_load_refusal(exc: Exception) -> str | None:
     if "weights_only" in text:  # torch's weights-only reader refused the bytes themselves
         return "not a PyTorch file of tensors, numbers and strings"
     return None
+
+
+def human_bytes(count: int) -> str:
+    """`53.5 MB (56,098,816 bytes)`: readable, and exact for a script that compares."""
+    size, unit = float(count), "B"
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            break
+        size /= 1024
+    return f"{size:.1f} {unit} ({count:,} bytes)" if unit != "B" else f"{count} bytes"
+
+
+def size_of(path: str) -> int:
+    """Bytes under a local or `s3://` path (a file or a folder); 0 when nothing is there."""
+    fs, inner = filesystem(path)
+    if not fs.exists(inner):
+        return 0
+    return int(fs.du(inner, total=True)) if fs.isdir(inner) else int(fs.size(inner))
+
+
+def kept_lines(places: dict[str, str]) -> list[str]:
+    """`kept: <what> <where> <size>` for what a command leaves, the places that exist."""
+    sizes = {what: (where, size_of(where)) for what, where in places.items()}
+    return [f"kept: {what}: {where}, {human_bytes(size)}" for what, (where, size) in sizes.items() if size]

@@ -107,6 +107,18 @@ def artifact_location(uri: str, experiment: str) -> str | None:
     return folder.as_uri()
 
 
+def local_store(uri: str, experiment: str) -> dict[str, str]:
+    """Where a SQLite store keeps an experiment on this machine: the database and the artifact
+    folder beside it (nothing for a server, whose storage is its own)."""
+    uri = absolute_uri(uri)
+    if not uri.startswith("sqlite:///"):
+        return {}
+    from urllib.parse import unquote, urlparse
+
+    folder = unquote(urlparse(artifact_location(uri, experiment)).path)
+    return {"MLflow store": uri[len("sqlite:///"):], f"MLflow artifacts of {experiment}": folder}
+
+
 def run_tags(cfg) -> dict[str, str]:
     """The tags every run of an experiment carries, so the UI can group and filter them."""
     return {"dataset": cfg.data.dataset, "protocol": cfg.data.protocol, "variant": cfg.model.variant}

@@ -146,3 +146,31 @@ def test_any_user_info_in_a_uri_is_refused_and_never_shown(key, uri):
     message = str(info.value)
     assert f"{key}: " in message and "must not embed a password or token" in message, message
     assert "MLFLOW_TRACKING_TOKEN" in message and "tok3n-xyz" not in message, message
+
+
+def test_gpus_per_worker_takes_what_ray_accepts_and_only_with_use_gpu(tmp_path):
+    """A fraction below 1 or a whole number (Ray refuses 1.5); read only under resources.use_gpu,
+    so setting it without names both keys. The default itself always loads: a dumped config
+    (what Ray workers and sweep trials load again) carries it explicitly."""
+    from hlp.config import ExperimentConfig, config_from_dict
+
+    assert load_config(None).resources.gpus_per_worker == 1.0  # Ray Train's own: a GPU per worker
+    for gpus in (0.125, 0.5, 1, 2):
+        assert load_config(None, ["resources.use_gpu=true", f"resources.gpus_per_worker={gpus}"]
+                           ).resources.gpus_per_worker == gpus
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, "resources:\n  use_gpu: true\n"), ["resources.gpus_per_worker=1.5"])
+    assert "--set resources.gpus_per_worker=1.5: resources.gpus_per_worker" in str(info.value)
+    assert "a fraction below 1 (0.125, 0.5) or a whole number" in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, "resources:\n  gpus_per_worker: 0.125\n"))
+    assert "exp.yaml: resources.gpus_per_worker" in str(info.value)
+    assert "only read when resources.use_gpu is true" in str(info.value)
+    assert config_from_dict(ExperimentConfig().model_dump()).resources.gpus_per_worker == 1.0
+
+
+def test_precision_is_fp32_unless_bf16_is_asked():
+    assert load_config(None).train.precision == "fp32"
+    assert load_config(None, ["train.precision=bf16"]).train.precision == "bf16"
+    with pytest.raises(ConfigError, match="train.precision"):
+        load_config(None, ["train.precision=fp16"])

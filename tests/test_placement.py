@@ -37,3 +37,29 @@ def test_the_shortfall_names_the_key_to_change():
     too_many = shortfall(CPU2, 3, [{"CPU": 2.0}, {"CPU": 2.0}], "search.seeds")
     assert too_many.startswith("search.seeds asks 3 workers at once, but the cluster has 4 CPUs (2 nodes) "
                                "and a run needs 6 (3 workers x 2 CPU)")
+
+
+def test_fractional_gpus_share_a_gpu_and_the_resource_that_allows_fewer_workers_is_named():
+    need = worker_resources(ResourcesConfig(use_gpu=True, gpus_per_worker=0.125))
+    assert need == {"CPU": 1.0, "GPU": 0.125}
+    big = [{"CPU": 16.0, "GPU": 1.0}]
+    assert (worker_slots(need, big), runs_at_once(need, 2, big)) == (8, 4)  # 1 GPU, 2 workers x 0.125 a trial
+    assert cluster_size(need, 2, big, "a trial") == "the cluster has 1 GPU (1 node) and a trial needs 0.25 (2 workers x 0.125 GPU)"
+    small = [{"CPU": 4.0, "GPU": 1.0}]  # the GPU would hold 8 workers, the CPUs 4: CPUs bind
+    assert runs_at_once(need, 2, small) == 2
+    assert cluster_size(need, 2, small, "a trial") == "the cluster has 4 CPUs (1 node) and a trial needs 2 (2 workers x 1 CPU)"
+    assert worker_slots({"CPU": 1.0, "GPU": 1 / 3}, big) == 3
+    assert worker_resources(ResourcesConfig(gpus_per_worker=1.0)) == {"CPU": 1.0}  # read only under use_gpu
+
+
+def test_a_gpu_shortfall_names_use_gpu_where_no_node_has_one_else_gpus_per_worker():
+    fraction = {"CPU": 1.0, "GPU": 0.125}
+    assert ("resources.use_gpu asks 0.125 GPU per worker and the largest node has 0"
+            in shortfall(fraction, 1, [{"CPU": 8.0}], "resources.workers"))
+    assert ("resources.gpus_per_worker asks 2 GPU per worker and the largest node has 1"
+            in shortfall({"CPU": 1.0, "GPU": 2.0}, 1, [{"CPU": 8.0, "GPU": 1.0}], "resources.workers"))
+    apart = shortfall({"CPU": 8.0, "GPU": 1.0}, 1, [{"CPU": 4.0, "GPU": 1.0}, {"CPU": 16.0}], "resources.workers")
+    assert apart.endswith("it asks 8 CPU and 1 GPU, and no node has them all")
+    too_many = shortfall(fraction, 3, [{"CPU": 2.0, "GPU": 1.0}], "search.seeds")  # CPUs bind, not the GPU
+    assert too_many.startswith("search.seeds asks 3 workers at once, but the cluster has 2 CPUs (1 node) "
+                               "and a run needs 3 (3 workers x 1 CPU)")

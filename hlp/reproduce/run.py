@@ -123,7 +123,7 @@ def _schedule(rc: ReproduceConfig, pending: list[Unit], store: UnitStore, runs: 
     inline = res.workers == 0  # the task trains: it reserves what one worker would
     check_placeable(res, max(res.workers, 1), "resources.workers", log)
     task = ray.remote(train_unit).options(num_cpus=res.cpus_per_worker if inline else 0,
-                                          num_gpus=1 if (inline and res.use_gpu) else 0)
+                                          num_gpus=worker_resources(res).get("GPU", 0) if inline else 0)
     # In place, Ray queues the tasks on their CPUs (and an autoscaler sees the whole demand);
     # drivers reserve nothing, so as many are started as the cluster has room for trainers.
     limit = rc.parallel or (len(pending) if inline else

@@ -22,7 +22,8 @@ from hlp.data.protocols import DomainSplit
 from hlp.evaluate.evaluation import video_aps
 from hlp.tracking import Tracker
 from hlp.train.loop import FitResult, build_network, fit
-from hlp.train.ray_train import epoch_metrics, fit_with_ray, load_splits, log_epoch
+from hlp.train.ray_train import fit_with_ray, log_epoch
+from hlp.train.runs import epoch_metrics, load_splits
 
 EMBEDDED_SEGMENTS = 600  # per domain: enough points for a readable t-SNE, few enough to run in seconds
 

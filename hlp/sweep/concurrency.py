@@ -15,13 +15,14 @@ import copy
 import time
 
 import cloudpickle
+import ray
 from ray.tune import Callback
 from ray.tune.search import ConcurrencyLimiter, Searcher
 
 from hlp.cluster import to_stderr
 from hlp.config import ExperimentConfig
 from hlp.placement import PlacementError, alive_nodes, cluster_size, runs_at_once, worker_resources
-from hlp.train.ray_train import run_workers, trial_replicas, workers_key
+from hlp.train.runs import run_workers, trial_replicas, workers_key
 
 RECHECK_S = 5.0  # how stale the node list may be; Tune asks before each trial it starts, every 0.1 s when idle
 
@@ -71,8 +72,12 @@ class ClusterLimiter(ConcurrencyLimiter):
         return {k: v for k, v in self.__dict__.items() if k not in self._PER_PROCESS}
 
     def __setstate__(self, state: dict) -> None:
+        """A resumed sweep says its limit at once: it may have every trial already and never ask
+        for another."""
         self.__dict__.update(state)
         self._log, self._said = to_stderr, self.ceiling
+        if ray.is_initialized():
+            self.follow_cluster()
 
     def get_state(self) -> dict:
         return copy.deepcopy({k: v for k, v in self.__dict__.items() if k not in ("searcher", *self._PER_PROCESS)})

@@ -1,9 +1,13 @@
 """`hlp sweep`: search the experiment's `search.space` with Ray Tune + Optuna, then report.
 
-Each trial is a plain function, a Train V2 driver that builds a TorchTrainer with one worker per
-(seed, fold) of `search.seeds` (passing a Trainer to a Tuner is refused under V2); every domain
-trains in lockstep. `TuneReportCallback` forwards the replicas' mean validation mAP per epoch:
-Optuna's seeded TPE proposes from it and ASHA stops on it. Trials never score the test split.
+Each trial is Tune's function trainable (`trial`): its replicas, one per (seed, fold) of
+`search.seeds`, run as Ray tasks side by side and every domain trains in lockstep; the trial
+reports the replicas' mean validation mAP per epoch: Optuna's seeded TPE proposes from it and
+ASHA stops on it. Trial processes are reused from one trial to the next (Tune's reuse_actors),
+as are the replicas' worker processes, so a trial costs its training, not process starts.
+Trials never score the test split. A trial's checkpoint lives while the trial can still
+resume (while it runs, and after an error, which --resume retries) and goes when it finishes
+or ASHA stops it.
 At the end the best configuration and the experiment's own defaults both train on every seed
 and are scored on the test split once, for `sweep_summary.json`, the printed table and the
 verdict (the paired difference with its bootstrap interval over test videos). Trials run at most
@@ -36,16 +40,20 @@ from hlp.data.datasets import Dataset, changes_read
 from hlp.evaluate.evaluation import video_aps
 from hlp.evaluate.paired import HOLDS, REVERSED, TOO_FEW, UNRESOLVED, compare
 from hlp.placement import PlacementError, alive_nodes, check_placeable, runs_at_once, worker_resources
-from hlp.storage import ray_storage
+from hlp.storage import kept_lines, ray_storage
 from hlp.sweep.concurrency import ClusterLimiter, StopWhenUnplaceable, placement_error, trial_workers
+from hlp.sweep.keep import DropFinishedTrials
 from hlp.sweep.figures import optuna_figures
 from hlp.sweep.space import check_space, tune_space
 from hlp.sweep.trial import trial
-from hlp.tracking import Tracker, run_tags
+from hlp.tracking import Tracker, local_store, run_tags
 from hlp.train.ray_train import run_key
 from hlp.train.run import preflight
 
-DRIVER_MEMORY = 64 * 2**20  # bytes; what a trial's driver holds: a config, a client, its trainer's handle
+# A trial's own process reserves no CPU: its replicas' bundles hold the CPUs (and GPUs) it
+# trains on, and it only pairs their epochs (a 2-CPU machine must hold a 2-seed trial). Tune
+# refuses an empty request, so the trial asks for a token of memory instead.
+DRIVER_MEMORY = 64 * 2**20  # bytes
 
 
 def run_sweep(cfg: ExperimentConfig, output: Path, resume: bool,
@@ -67,10 +75,19 @@ def run_sweep(cfg: ExperimentConfig, output: Path, resume: bool,
             ensure_ray(cfg.resources.address)
             check_placeable(cfg.resources, *trial_workers(cfg), log)
             grid = search(cfg, parent.run_id, resume, log, dataset)
-            return _report(cfg, grid, output, parent, train, log, dataset)
+            summary = _report(cfg, grid, output, parent, train, log, dataset)
         except BaseException:
             parent.close_children(set())  # trials and final runs still running end KILLED with the sweep
             raise
+    for line in kept_lines({"the sweep's state (Tune; --resume reads it)": sweep_path(cfg),
+                            "the sweep's outputs": str(output), **local_store(cfg.tracking.uri, cfg.tracking.experiment)}):
+        log(line)
+    return summary
+
+
+def sweep_path(cfg: ExperimentConfig) -> str:
+    """Where Tune keeps the sweep's state and its trials' checkpoints (resources.storage_path)."""
+    return f"{cfg.resources.storage_path.rstrip('/')}/{cfg.name}-sweep"
 
 
 def search(cfg: ExperimentConfig, parent_run_id: str | None, resume: bool = False,
@@ -82,20 +99,22 @@ def search(cfg: ExperimentConfig, parent_run_id: str | None, resume: bool = Fals
     Ctrl-C raises KeyboardInterrupt out of the search: Tune's own handler would instead end the
     search as if it were complete, and the sweep would go on to train its final runs."""
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+    # Keeping one checkpoint per trial makes Tune save its state at each checkpoint, and warn that
+    # it does when epochs are short; that save is what keeps a resumed sweep from reading a
+    # deleted checkpoint, so it stays, and the warning goes.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     storage_path, filesystem = ray_storage(cfg.resources.storage_path)
     share = dataset is not None and not changes_read(cfg.search.space)
     shared = [ray.put(dataset) if share else None]  # in a list: Tune passes the reference itself
     trainable = tune.with_parameters(trial, base=cfg.model_dump(), parent_run_id=parent_run_id, sweep_name=cfg.name,
                                      shared=shared)
-    # The trial's driver only waits on its TorchTrainer; a CPU reserved for it would leave a
-    # 2-CPU machine room for one worker, and a 2-seed trial could never be placed. Tune refuses an
-    # empty request, so the driver asks for a token of memory instead.
     trainable = tune.with_resources(trainable, {"CPU": 0, "memory": DRIVER_MEMORY})
     path = f"{storage_path.rstrip('/')}/{cfg.name}-sweep"
     if resume and tune.Tuner.can_restore(path, storage_filesystem=filesystem):
         log(f"resuming the sweep stored at {path}")
         return _fit(tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True,
                                        storage_filesystem=filesystem))
+    callbacks = [StopWhenUnplaceable(), DropFinishedTrials(cfg.name, storage_path, filesystem)]
     s = cfg.search
     tuner = tune.Tuner(
         trainable,
@@ -108,9 +127,14 @@ def search(cfg: ExperimentConfig, parent_run_id: str | None, resume: bool = Fals
             # over it); ASHA stops a trial that reaches max_t, so max_t lies beyond every report.
             scheduler=ASHAScheduler(time_attr="epoch", max_t=cfg.train.epochs + 2, grace_period=s.grace_period,
                                     reduction_factor=s.reduction_factor),
+            # The next trial runs in the process of the last (every trial asks the same resources):
+            # torch, hlp and the MLflow client stay imported (issue 22: a trial cost 15-21 s to start).
+            reuse_actors=True,
         ),
         run_config=tune.RunConfig(name=f"{cfg.name}-sweep", storage_path=storage_path, storage_filesystem=filesystem,
-                                  callbacks=[StopWhenUnplaceable()]),
+                                  callbacks=callbacks,
+                                  # One checkpoint per trial, the latest: all that a resumed trial reads.
+                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
     )
     return _fit(tuner)
 

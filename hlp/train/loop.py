@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -185,13 +185,19 @@ def shard(items: list, rank: int, world: int) -> list:
 
 
 def train_epoch(run: DomainRun, items, batch_size: int, device, grad_clip: float | None = None,
-                soft: bool = False) -> dict[str, float]:
+                soft: bool = False, precision: str = "fp32") -> dict[str, float]:
+    """One pass over `items`. Under train.precision bf16 only the forward and the loss run in
+    autocast (CPU too): the weights, the optimiser and the backward's gradients stay fp32, and
+    validation and test scoring (outside this function) too, so the metrics measure the same
+    fp32 weights whatever the precision trained them. bf16 needs no loss scaling."""
     model, loss_fn, optimizer = run.model, run.loss_fn, run.optimizer
     model.train()
     sums: dict[str, float] = {}
+    device_type = torch.device(device).type
     for start in range(0, len(items), batch_size):
         batch = collate(items[start : start + batch_size], soft).to(device)
-        terms = loss_fn(model(batch.visual, batch.audio, batch.mask), batch.targets, batch.mask, batch.labels)
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            terms = loss_fn(model(batch.visual, batch.audio, batch.mask), batch.targets, batch.mask, batch.labels)
         optimizer.zero_grad(set_to_none=True)
         terms["total"].backward()
         if grad_clip:
@@ -308,6 +314,21 @@ def fit(
     Under eval.selection kfold, the fold phases run first (their curves travel in the state),
     then the final phase trains on all training videos up to the latest chosen epoch.
     """
+    steps = fit_steps(splits, cfg, seed, worker, resume, score_test, track_test)
+    while True:
+        try:
+            record, state = next(steps)
+        except StopIteration as done:
+            return done.value
+        if on_epoch:
+            on_epoch(record, state)
+
+
+def fit_steps(splits: dict[str, DomainSplit], cfg: ExperimentConfig, seed: int, worker: Worker = Worker(),
+              resume: dict | None = None, score_test: bool = True, track_test: bool = False,
+              ) -> Generator[tuple[EpochRecord, Callable[[], dict]], None, dict[str, FitResult]]:
+    """`fit` as a generator: it yields (record, state) after every epoch and returns the results,
+    so a caller that streams epochs (a sweep trial's replica, a Ray task) runs the same loop."""
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     plan = phases(splits, cfg, seed)
@@ -318,14 +339,14 @@ def fit(
         name, phase_splits = plan[index]
         final = name == "final"
         chosen = choose_from_folds(curves, modes, cfg.train.epochs) if final and len(plan) > 1 else None
-        runs = _run_phase(name, index, phase_splits, cfg, seed, worker, resume if index == first else None,
-                          on_epoch, track_test and final, chosen, curves)
+        runs = yield from _run_phase(name, index, phase_splits, cfg, seed, worker, resume if index == first else None,
+                                     track_test and final, chosen, curves)
     return _finish(runs, seed, modes, cfg.train.window, cfg.eval.stride, score_test) if worker.rank == 0 else {}
 
 
 def _run_phase(name: str, index: int, splits: dict[str, DomainSplit], cfg: ExperimentConfig, seed: int,
-               worker: Worker, resume: dict | None, on_epoch, track_test: bool, chosen: dict[str, Chosen] | None,
-               curves: dict) -> dict[str, DomainRun]:
+               worker: Worker, resume: dict | None, track_test: bool, chosen: dict[str, Chosen] | None,
+               curves: dict):
     seed_everything(seed)
     runs = _build_runs(splits, cfg, worker)
     # The final phase keeps the seed's own stream, so eval.selection carve is what it always was.
@@ -343,7 +364,8 @@ def _run_phase(name: str, index: int, splits: dict[str, DomainSplit], cfg: Exper
             if epoch > 0:
                 items = shard(epoch_windows(run.split.train, window, cfg.train.min_ratio, rng,
                                             cfg.train.windows_per_clip), worker.rank, worker.world)
-                losses[domain] = train_epoch(run, items, per_worker_batch, worker.device, cfg.train.grad_clip, soft)
+                losses[domain] = train_epoch(run, items, per_worker_batch, worker.device, cfg.train.grad_clip, soft,
+                                             cfg.train.precision)
             if worker.rank == 0 and run.split.val:
                 val[domain] = validate(run.module, run.split.val, modes, window, stride)
                 if carve:  # a fold only measures its curve; nothing is kept from it
@@ -358,8 +380,7 @@ def _run_phase(name: str, index: int, splits: dict[str, DomainSplit], cfg: Exper
             for domain, scores in val.items():
                 curves.setdefault(name, {}).setdefault(domain, []).append(scores)
         record = EpochRecord(epoch, losses, val, test, name)
-        if on_epoch:
-            on_epoch(record, lambda: _state(epoch, runs, rng, index, curves))
+        yield record, lambda: _state(epoch, runs, rng, index, curves)
         # Early stopping only where validation selects: a fold's curve must cover every epoch.
         if carve and _agree_int(_patience_spent(runs, epoch, cfg.train.patience)):
             break
@@ -421,13 +442,21 @@ def _state(epoch: int, runs: dict[str, DomainRun], rng: np.random.Generator, pha
                 "optimizer": run.optimizer.state_dict(),
                 "scheduler": run.scheduler.state_dict(),
                 **({"ema": run.ema.state_dict()} if run.ema is not None else {}),
-                "best": {"val_map": run.best.val_map, "epoch": run.best.epoch, "scoring": run.best.scoring,
-                         "state": run.best.state},
+                "best": _best_entry(run, epoch),
                 "test_selected": asdict(run.test_selected),
             }
             for domain, run in runs.items()
         },
     }
+
+
+def _best_entry(run: DomainRun, epoch: int) -> dict:
+    """The best epoch's record. When that epoch is this one, its weights are the model's (or the
+    average's) as they stand, so the checkpoint names them instead of holding a second copy."""
+    entry = {"val_map": run.best.val_map, "epoch": run.best.epoch, "scoring": run.best.scoring}
+    if run.best.epoch == epoch and run.best.state is not None:
+        return {**entry, "state": None, "state_of": "ema" if run.ema is not None else "model"}
+    return {**entry, "state": run.best.state}
 
 
 def _restore(state: dict, runs: dict[str, DomainRun], rng: np.random.Generator) -> int:
@@ -444,6 +473,10 @@ def _restore(state: dict, runs: dict[str, DomainRun], rng: np.random.Generator) 
             run.scheduler.load_state_dict(saved["scheduler"])
         if run.ema is not None and "ema" in saved:
             run.ema.load_state_dict(saved["ema"])
-        run.best = Best(**saved["best"])
+        best = dict(saved["best"])
+        same_as = best.pop("state_of", None)  # the best weights are those of the epoch saved
+        if same_as:
+            best["state"] = copy.deepcopy((run.ema.module if same_as == "ema" else run.raw).state_dict())
+        run.best = Best(**best)
         run.test_selected = SelectedOnTest(**saved.get("test_selected", saved.get("oracle", {})))  # "oracle": states before the rename
     return state["epoch"] + 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -42,9 +43,11 @@ class ModelFile:
 
 
 def payload(result: FitResult, model: ModelConfig, window: int, stride: int, features: dict | None,
-            normalize: str) -> dict:
-    """`normalize` is data.normalize: the model's input normalisation, without which it cannot be rebuilt."""
+            normalize: str, run: str | None = None) -> dict:
+    """`normalize` is data.normalize: the model's input normalisation, without which it cannot be
+    rebuilt. `run` names the Ray run that trained it (`hlp train` reads it back on a rerun)."""
     return {"format": FORMAT, "domain": result.domain, "seed": result.seed, "best_epoch": result.best_epoch,
+            "run": run,
             "normalize": normalize, "scoring": result.scoring, "val_map": result.val_map, "window": window, "stride": stride,
             "model": model.model_dump(), "visual_dim": result.visual_dim, "audio_dim": result.audio_dim,
             "features": features, "state_dict": result.state_dict}
@@ -97,3 +100,14 @@ def load(path: str) -> ModelFile:
                      window=content["window"], stride=content["stride"], visual_dim=content["visual_dim"],
                      audio_dim=content["audio_dim"], features=content["features"],
                      meta={k: v for k, v in content.items() if k != "state_dict"})
+
+
+def weights_of_run(path: Path, run: str) -> dict[str, torch.Tensor] | None:
+    """The weights in the model file at `path` if the Ray run `run` wrote it, else None."""
+    if not path.exists():
+        return None
+    try:
+        content = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - an unreadable file is simply not this run's
+        return None
+    return content.get("state_dict") if isinstance(content, dict) and content.get("run") == run else None

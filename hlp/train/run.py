@@ -21,16 +21,17 @@ from hlp.data.protocols import available_domains
 from hlp.evaluate.evaluation import domain_map
 from hlp.placement import check_placeable
 from hlp.plots import score_timelines
-from hlp.tracking import Tracker, check_reachable, run_tags
+from hlp.storage import kept_lines
+from hlp.tracking import Tracker, check_reachable, local_store, run_tags
 from hlp.train import model_file
 from hlp.train.loop import FitResult
-from hlp.train.ray_train import fit_with_ray, run_key
+from hlp.train.ray_train import fit_with_ray, forget, run_key
 
 Progress = Callable[[str, int, int], None]  # (task label, done, total)
 
 
 def run_training(cfg: ExperimentConfig, output: Path, progress: Progress | None = None,
-                 log: Callable[[str], None] = print, tags: dict[str, str] | None = None) -> dict:
+                 log: Callable[[str], None] = print, tags: dict[str, str] | None = None, say_kept: bool = True) -> dict:
     """Every seed of `cfg` on a Ray Train TorchTrainer; a rerun with the same config resumes.
 
     The MLflow run is found again by its `run_key` tag, so a rerun (which Ray resumes, a finished
@@ -38,7 +39,8 @@ def run_training(cfg: ExperimentConfig, output: Path, progress: Progress | None 
     empty one (under `resources.workers: 0` nothing is checkpointed, so every run trains afresh
     in a run of its own). `tags` mark runs made on another command's behalf (a sweep's final
     runs): their own `run_key`, and `mlflow.parentRunId` to nest them. The run ends FINISHED,
-    FAILED or KILLED (Ctrl-C) whatever happens once it exists.
+    FAILED or KILLED (Ctrl-C) whatever happens once it exists. At the end it says what it kept
+    (`kept: ...` lines: each seed's Ray run, the output folder, a local MLflow store).
     """
     output.mkdir(parents=True, exist_ok=True)
     cfg = with_absolute_paths(cfg)
@@ -51,6 +53,9 @@ def run_training(cfg: ExperimentConfig, output: Path, progress: Progress | None 
     with tracker:
         metrics = _train_and_report(cfg, output, tracker, dataset, domains, notes, progress, log)
     metrics["mlflow_run_id"] = tracker.run_id
+    if say_kept:  # a sweep says it once for all its runs
+        for line in kept_lines({"outputs": str(output), **local_store(cfg.tracking.uri, cfg.tracking.experiment)}):
+            log(line)
     return metrics
 
 
@@ -72,7 +77,11 @@ def _train_and_report(cfg: ExperimentConfig, output: Path, tracker: Tracker, dat
     shared = ray.put(dataset)  # read once here; every seed's workers map it from the object store
     per_seed = []
     for i, seed in enumerate(cfg.train.seeds):
-        per_seed.append(fit_with_ray(cfg, seed, tracker.run_id, dataset=shared, log=log))
+        fits = fit_with_ray(cfg, seed, tracker.run_id, dataset=shared, log=log)
+        if i == 0:  # the seed whose models the output folder holds
+            fits = _with_weights(cfg, seed, fits, output, lambda: fit_with_ray(cfg, seed, tracker.run_id,
+                                                                               dataset=shared, log=log), log)
+        per_seed.append(fits)
         if progress:
             progress("seeds", i + 1, len(cfg.train.seeds))
     results = {d: [fits[d] for fits in per_seed] for d in domains}
@@ -81,7 +90,28 @@ def _train_and_report(cfg: ExperimentConfig, output: Path, tracker: Tracker, dat
     tracker.log_metrics(_final_metrics(metrics))
     for name in ("config.yaml", "metrics.json", "scores_test.json", "timelines.png"):
         tracker.log_artifact(output / name)
+    for domain in domains:  # the selected models, as `hlp predict` reads them (a sweep's trials log none)
+        tracker.log_artifact(output / _model_name(domain, cfg.train.seeds[0]), "model")
     return metrics
+
+
+def _with_weights(cfg: ExperimentConfig, seed: int, fits: dict[str, FitResult], output: Path,
+                  again: Callable[[], dict[str, FitResult]], log: Callable[[str], None]) -> dict[str, FitResult]:
+    """The first seed's results with their weights. A rerun of a finished run gets none back (its
+    checkpoint keeps results only); they are the model files this run wrote into `output`, and
+    where those are gone the seed trains again."""
+    missing = [d for d, r in fits.items() if r.state_dict is None]
+    for domain in missing:
+        fits[domain].state_dict = model_file.weights_of_run(output / _model_name(domain, seed), run_key(cfg, seed))
+    if all(r.state_dict is not None for r in fits.values()):
+        return fits
+    log(f"seed {seed} finished before, but {output} holds none of its model files: it trains again")
+    forget(cfg, seed)
+    return again()
+
+
+def _model_name(domain: str, seed: int) -> str:
+    return f"model_{domain}_seed{seed}.pt"
 
 
 def preflight(cfg: ExperimentConfig, log: Callable[[str], None]) -> tuple[Dataset, list[str], list[str]]:
@@ -154,8 +184,8 @@ def _write_outputs(output: Path, results: dict[str, list[FitResult]], metrics: d
     score_timelines(dict(list(shown.items())[:6]), scores, output / "timelines.png", f"{cfg.name}: test scores (seed {cfg.train.seeds[0]})")
     for domain, rs in results.items():  # the first seed's selected model, ready for `hlp predict`
         content = model_file.payload(rs[0], cfg.model, cfg.train.window, cfg.eval.stride, dataset.features,
-                                      cfg.data.normalize)
-        model_file.save(str(output / f"model_{domain}_seed{rs[0].seed}.pt"), content)
+                                      cfg.data.normalize, run_key(cfg, rs[0].seed))
+        model_file.save(str(output / _model_name(domain, rs[0].seed)), content)
 
 
 def _final_metrics(metrics: dict) -> dict[str, float]:

@@ -97,7 +97,7 @@ def test_bad_sweep_input_fails_before_any_trial(tmp_path, synth_root, case):
 
 
 def test_replicas_are_every_seed_and_fold_and_their_mean_is_the_objective(synth_root):
-    from hlp.train.ray_train import (
+    from hlp.train.runs import (
         mean_over_replicas,
         replica_name,
         replica_splits,

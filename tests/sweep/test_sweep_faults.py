@@ -27,17 +27,16 @@ pytestmark = pytest.mark.slow
 
 
 def _registered_checkpoint(storage: Path) -> str | None:
-    """A Train run whose controller has registered the checkpoint of its second report or a
-    later one (reports are asynchronous: one still queued on a killed worker is lost, so wait
-    for what the controller recorded; it keeps one checkpoint, the latest)."""
-    for snapshot in storage.glob("hpcl-*/checkpoint_manager_snapshot.json"):
+    """`hpcl-<trial id>` of a trial whose checkpoint of its second report or a later one Tune has
+    stored (a trial keeps one, the latest; a report still on its way from a killed replica is
+    lost, so wait for one in storage)."""
+    for progress in storage.glob("hpcl-sweep/trial_*/checkpoint_*/trial.json"):
         try:
-            state = json.loads(snapshot.read_text())
-            registered = state["checkpoint_results"] and state["checkpoint_report_indices"][-1] >= 1
-        except (OSError, ValueError, KeyError, IndexError):
+            registered = json.loads(progress.read_text())["epoch"] >= 1
+        except (OSError, ValueError, KeyError):
             continue  # being written
         if registered:
-            return snapshot.parent.name
+            return f"hpcl-{progress.parent.parent.name.split('_')[1]}"
     return None
 
 
@@ -52,8 +51,9 @@ def _children(db: Path) -> tuple[list, list]:
 
 def test_a_killed_worker_and_a_killed_sweep_both_resume_without_duplicates(tmp_path, synth_root, ray_tmpdir):
     """Two faults in one sweep of two trials (one sweep, not two: the suite's 20 minutes).
-    SIGKILL the first trial's Ray Train worker once it has checkpointed: FailureConfig restarts
-    it from the checkpoint, the trial finishes and its child run records the resume. Then kill
+    SIGKILL the process that trains the first trial's replica once it has checkpointed: the trial
+    restarts it from the checkpoint (resources.max_failures), the trial finishes and its child run
+    records the resume. Then kill
     the sweep driver (and its cluster) after that trial: --resume completes the rest, and the
     finished sweep has everything a sweep promises (summary, parent, children), nothing twice.
 
@@ -66,8 +66,8 @@ def test_a_killed_worker_and_a_killed_sweep_both_resume_without_duplicates(tmp_p
     driver = subprocess.Popen(base, cwd=tmp_path, env=_env(ray_tmpdir), stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, start_new_session=True)
     _wait_until(lambda: _registered_checkpoint(tmp_path / "ray_results") is not None, driver)
-    killed_run = _registered_checkpoint(tmp_path / "ray_results")  # "hpcl-<trial id>": that trial's Train run
-    assert _kill_processes(ray_tmpdir, signal.SIGKILL, title="ray::RayTrainWorker") == 1
+    killed_run = _registered_checkpoint(tmp_path / "ray_results")  # "hpcl-<trial id>": that trial's run name
+    assert _kill_processes(ray_tmpdir, signal.SIGKILL, title="ray::replica_epochs") == 1
     db = tmp_path / "mlflow.db"
     _wait_until(lambda: db.exists() and _finished_children(db) >= 1, driver)
     os.killpg(driver.pid, signal.SIGKILL)
@@ -106,6 +106,14 @@ def test_a_killed_worker_and_a_killed_sweep_both_resume_without_duplicates(tmp_p
     [killed] = [c for c in children if c.data.tags["trial_id"] == killed_run.removeprefix("hpcl-")]
     assert int(killed.data.tags["resumed_from_epoch"]) >= 0
     assert max(m.step for m in client.get_metric_history(killed.info.run_id, "seed0.val_map")) == 12
+    # Storage (issue 22): no finished trial keeps its checkpoint (a note of how it ended stays),
+    # trials log no weights, and the sweep says what it kept.
+    notes = list((tmp_path / "ray_results" / "hpcl-sweep").glob("trial_*/checkpoint_*/*"))
+    assert notes and {p.name for p in notes} == {"trial.json"}
+    assert not [a for c in children for a in client.list_artifacts(c.info.run_id) if a.path.endswith(".pt")]
+    said = " ".join(result.stderr.split())
+    assert f"kept: the sweep's state (Tune; --resume reads it): {tmp_path}/ray_results/hpcl-sweep" in said
+    assert f"kept: MLflow store: {db}" in said
 
 
 def _finished_children(db: Path) -> int:

@@ -60,7 +60,7 @@ def test_an_unplaceable_trial_fails_in_bounded_time_and_resume_retries_it(tmp_pa
     assert result.returncode == 2, result.stderr[-3000:]
     assert "resources.cpus_per_worker asks 2 CPU per worker and the largest node has 1; a run waits up to 5 s" in said
     assert "search.max_concurrent 2 -> 1: the cluster has 1 CPU (1 node) and a trial needs 2" in said
-    assert "Ray Train could not start 1 worker within 5 s (resources.start_timeout_s)" in said
+    assert "the trial could not start 1 worker within 5 s (resources.start_timeout_s)" in said
     assert "--resume retries that trial" in said and elapsed < 150
     parent, [trial] = _runs(tmp_path / "mlflow.db")
     assert (parent.info.status, trial.info.status) == ("FAILED", "FAILED")
@@ -111,3 +111,52 @@ def test_the_limit_follows_nodes_as_they_come_and_go(monkeypatch):
     finally:
         ray.shutdown()
         cluster.shutdown()
+
+
+def test_fractional_gpus_let_trials_share_a_gpu(tmp_path):
+    """On a Ray that declares 1 (logical) GPU, trials of 2 workers x 0.125 GPU: the limiter lowers
+    search.max_concurrent 8 to 4 and says why in GPUs, the resource that binds (the 4 CPUs would
+    hold 8 such trials), and Ray does hold those 4 trials' workers at once: 4 placement groups
+    shaped as Ray Train reserves a trial's workers are placed, a 5th waits, and a task in each
+    of the 8 bundles runs while all the others run, on the same GPU."""
+    import ray
+    from optuna.samplers import TPESampler
+    from ray.tune.search.optuna import OptunaSearch
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    from hlp.config import load_config
+    from hlp.placement import worker_resources
+    from hlp.sweep.concurrency import ClusterLimiter
+
+    cfg = load_config(None, ["search.max_concurrent=8", "search.seeds=[0,1]", "resources.use_gpu=true",
+                             "resources.gpus_per_worker=0.125", "resources.cpus_per_worker=0.25"])
+    ray.init(address="local", num_cpus=4, num_gpus=1, include_dashboard=False, logging_level="ERROR")
+    try:
+        said: list[str] = []
+        limiter = ClusterLimiter(OptunaSearch(metric="val_map", mode="max", sampler=TPESampler(seed=0)), cfg,
+                                 said.append)
+        assert limiter.follow_cluster() == 4
+        assert said == ["search.max_concurrent 8 -> 4: the cluster has 1 GPU (1 node) and a trial needs 0.25 "
+                        "(2 workers x 0.125 GPU)"]
+
+        bundles = [worker_resources(cfg.resources)] * 2  # one trial's workers, as ScalingConfig asks them
+        groups = [ray.util.placement_group(bundles, strategy="PACK") for _ in range(5)]
+        assert all(g.wait(timeout_seconds=60) for g in groups[:4])
+        assert not groups[4].wait(timeout_seconds=2)  # no GPU share left for a fifth trial
+        ray.util.remove_placement_group(groups[4])
+
+        @ray.remote(num_cpus=0.25, num_gpus=0.125)
+        def worker(folder: str, index: int, everyone: int) -> list:
+            Path(folder, str(index)).touch()
+            deadline = time.monotonic() + 120
+            while len(list(Path(folder).iterdir())) < everyone and time.monotonic() < deadline:
+                time.sleep(0.05)
+            return [len(list(Path(folder).iterdir())), ray.get_gpu_ids()]
+
+        refs = [worker.options(scheduling_strategy=PlacementGroupSchedulingStrategy(g, placement_group_bundle_index=b))
+                .remote(str(tmp_path), 2 * i + b, 8) for i, g in enumerate(groups[:4]) for b in range(2)]
+        seen = ray.get(refs, timeout=180)
+        assert [count for count, _ in seen] == [8] * 8  # each saw all 8 under way before it returned
+        assert len({tuple(gpus) for _, gpus in seen}) == 1 and len(seen[0][1]) == 1  # one GPU, shared
+    finally:
+        ray.shutdown()

@@ -254,3 +254,42 @@ def test_early_stopping_never_cuts_a_fold_curve_short(dataset) -> None:
         on_epoch=lambda r, s: records.append((r.phase, r.epoch)))
     assert [e for p, e in records if p == "fold0"] == [0, 1, 2, 3]
     assert [e for p, e in records if p == "fold1"] == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("ema", [None, 0.9])
+def test_a_checkpoint_holds_each_tensor_once_and_resumes_the_same(dataset, ema) -> None:
+    """At an epoch that is the best so far, the best weights are the model's (or the average's)
+    as they stand: the checkpoint names them instead of storing them twice (issue 22), and a run
+    resumed from it ends exactly where the uninterrupted run ends."""
+    cfg = load_config(None, [*TINY, "train.epochs=3", "model.dropout=0.0", f"train.ema={ema or 'null'}"])
+    splits = {"synth_a": domain_split(dataset, "umt", "synth_a", 0.25, seed=0)}
+    saved = {}
+
+    def keep(record, state):
+        buffer = io.BytesIO()
+        torch.save(state(), buffer)
+        saved[record.epoch] = buffer.getvalue()
+
+    full = fit(splits, cfg, seed=0, on_epoch=keep)["synth_a"]
+    network = sum(t.numel() * t.element_size() for t in full.state_dict.values())
+    at_best = torch.load(io.BytesIO(saved[full.best_epoch]), weights_only=True)["domains"]["synth_a"]
+    assert at_best["best"]["state"] is None and at_best["best"]["state_of"] == ("ema" if ema else "model")
+    copies = 3 + (1 if ema else 0)  # the model, AdamW's two moments, the average
+    assert _tensor_bytes(at_best) < (copies + 0.5) * network  # no second copy of the best weights
+    later = [e for e in saved if e > full.best_epoch]
+    if later:  # an epoch past the best holds the best weights apart: they differ from the model's
+        assert torch.load(io.BytesIO(saved[later[0]]), weights_only=True)["domains"]["synth_a"]["best"]["state"]
+    resumed = fit(splits, cfg, seed=0, resume=torch.load(io.BytesIO(saved[full.best_epoch]), weights_only=True))["synth_a"]
+    assert (resumed.best_epoch, resumed.scoring, resumed.val_map) == (full.best_epoch, full.scoring, full.val_map)
+    for key, value in full.state_dict.items():
+        torch.testing.assert_close(resumed.state_dict[key], value)
+
+
+def _tensor_bytes(value) -> int:
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, dict):
+        return sum(_tensor_bytes(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in value)
+    return 0

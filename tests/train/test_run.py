@@ -1,6 +1,6 @@
-"""`hlp train` as a command: the in-driver debug mode, and MLflow runs that end however the
-command ends (a typo in the Ray address, SIGTERM), that a rerun reopens, with their artifacts
-beside the store and one checkpoint per Ray run.
+"""`hlp train` as a command: the in-driver debug mode, a GPU worker refused on a Ray without
+GPUs, and MLflow runs that end however the command ends (a typo in the Ray address, SIGTERM),
+that a rerun reopens, with their artifacts beside the store and one checkpoint per Ray run.
 
 Each command runs its own local Ray under a private RAY_TMPDIR (tests/ray_processes.py), so
 a test signals and cleans up exactly its job's processes.
@@ -13,9 +13,11 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 from ray_processes import isolated_env, wait_until
 from support import EXPERIMENTS, epochs_logged, mlflow_runs
@@ -56,7 +58,7 @@ def test_workers_0_trains_in_the_driver(tmp_path, synth_root, ray_tmpdir):
     metrics = json.loads((work / "out" / "metrics.json").read_text())
     assert set(metrics["domains"]) == {"synth_a", "synth_b"}
     assert all(0.0 <= d["test_map"] <= 1.0 for d in metrics["domains"].values())
-    assert "checkpoints: none" in result.stderr and not (work / "ray_results").exists()
+    assert "kept: no checkpoint" in result.stderr and not (work / "ray_results").exists()
     [run] = mlflow_runs(db, "train-run")
     assert run.info.status == "FINISHED" and "seed0.synth_a.val_map" in run.data.metrics
     _assert_artifacts_beside_the_store(work, db, run)
@@ -96,15 +98,46 @@ def test_sigterm_kills_the_run_and_reruns_reopen_it(tmp_path, synth_root, ray_tm
         assert result.returncode == 0, result.stderr[-3000:]
         [run] = mlflow_runs(db, "train-run")
         assert run.info.run_id == killed.info.run_id and run.info.status == "FINISHED"
+    assert "| epoch " not in result.stderr + result.stdout  # the finished run trained no epoch again
     client = MlflowClient(tracking_uri=f"sqlite:///{db}")
     curve = {m.step for m in client.get_metric_history(run.info.run_id, "seed0.val_map")}
     assert curve == set(range(21))  # every epoch in the one run, none missing
     assert "test_map.synth_a" in run.data.metrics
     _assert_artifacts_beside_the_store(work, db, run)
     [ray_run] = list((work / "ray_results").iterdir())
-    # One checkpoint, and it holds the state a next rerun resumes from (not only the results);
+    # One checkpoint, and it holds what a rerun reads to skip the finished run: its results, no
+    # optimizer state and no weights (the model files are in the output folder and in MLflow);
     # the one the kill left half-registered is gone too.
     [checkpoint] = [p for p in ray_run.glob("checkpoint_*") if p.is_dir()]
-    assert {p.name for p in checkpoint.iterdir()} == {"state.pt", "results.pt"}
-    said = "".join(result.stderr.split())  # rich wraps long lines, inside words too
-    assert re.search(re.escape(f"checkpoints:{ray_run}(latest") + r"[0-9.]+MB\)", said), result.stderr[-2000:]
+    assert {p.name for p in checkpoint.iterdir()} == {"results.pt"}
+    said = " ".join(result.stderr.split())
+    assert re.search(re.escape(f"kept: {ray_run}, ") + r"[0-9.]+ KB \([0-9,]+ bytes\)", said), said[-2000:]
+    assert re.search(r"kept: outputs: \S+/out, [0-9.]+ [KM]B", said), said[-2000:]
+    model = work / "out" / "model_synth_a_seed0.pt"
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "model")} == {
+        "model/model_synth_a_seed0.pt", "model/model_synth_b_seed0.pt"}
+    # Without its model files, the finished seed trains again (deterministically: the same model).
+    before = torch.load(model, weights_only=True)["state_dict"]
+    model.unlink()
+    again = subprocess.run(command, cwd=work, env=isolated_env(ray_tmpdir), capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "holds none of its model files: it trains again" in " ".join(again.stderr.split())
+    after = torch.load(model, weights_only=True)["state_dict"]
+    assert after.keys() == before.keys() and all(torch.equal(after[k], before[k]) for k in before)
+    assert json.loads((work / "out" / "metrics.json").read_text())["mean_test_map"] == run.data.metrics["mean_test_map"]
+
+
+@pytest.mark.slow
+def test_a_gpu_worker_is_refused_at_once_on_a_ray_without_gpus(tmp_path, synth_root, ray_tmpdir):
+    """resources.use_gpu on the job's own Ray of a machine with no GPU (it never gets one): the
+    command exits 2 before any epoch, naming the key, with a fraction as with a whole GPU."""
+    work, db = _stores(tmp_path)
+    started = time.monotonic()
+    result = subprocess.run(_command(synth_root, db, "resources.use_gpu=true", "resources.gpus_per_worker=0.125"),
+                            cwd=work, env=isolated_env(ray_tmpdir), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr[-3000:]
+    said = " ".join(result.stderr.split())
+    assert ("no node can hold one Ray Train worker: resources.use_gpu asks 0.125 GPU per worker and the largest "
+            "node has 0 (a Ray of this job's own: it gets no more nodes)") in said, said[-3000:]
+    assert time.monotonic() - started < 120 and epochs_logged(db) == 0
+    assert [r.info.status for r in mlflow_runs(db, "train-run")] == ["FAILED"]

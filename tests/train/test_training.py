@@ -139,3 +139,28 @@ def test_resume_from_state_continues_exactly(dataset):
         assert (resumed[domain].best_epoch, resumed[domain].val_map) == (full[domain].best_epoch, full[domain].val_map)
         for key, value in full[domain].state_dict.items():
             torch.testing.assert_close(resumed[domain].state_dict[key], value)
+
+
+@pytest.mark.parametrize("precision, trained_in", [("fp32", torch.float32), ("bf16", torch.bfloat16)])
+def test_bf16_trains_under_autocast_and_scores_in_fp32(dataset, precision, trained_in):
+    """train.precision reaches the training forward (every Linear's output, seen by a global
+    hook), while the weights stay float32 and validation scores them in float32: the metrics
+    measure the same kind of weights whatever the precision."""
+    cfg = load_config(None, [*TINY, "train.epochs=1", f"train.precision={precision}"])
+    split = domain_split(dataset, "umt", "synth_a", 0.25, seed=0)
+    seen: dict[bool, set] = {True: set(), False: set()}  # module.training -> output dtypes
+
+    def hook(module, inputs, output):
+        if isinstance(module, torch.nn.Linear):
+            seen[module.training].add(output.dtype)
+
+    records = []
+    handle = torch.nn.modules.module.register_module_forward_hook(hook)
+    try:
+        result = fit({"synth_a": split}, cfg, seed=0, on_epoch=lambda record, state: records.append(record))["synth_a"]
+    finally:
+        handle.remove()
+    assert seen == {True: {trained_in}, False: {torch.float32}}  # training forward; validation and test scoring
+    assert {v.dtype for v in result.state_dict.values() if v.is_floating_point()} == {torch.float32}
+    assert all(np.isfinite(v) for v in records[1].losses["synth_a"].values())
+    assert np.isfinite(result.val_map) and np.isfinite(result.test_map)
