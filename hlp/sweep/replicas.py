@@ -28,12 +28,10 @@ from pathlib import Path
 
 import numpy as np
 import ray
-import torch
 
 from hlp.config import ExperimentConfig, config_from_dict
 from hlp.placement import unplaced, worker_resources
 from hlp.tracking import Tracker
-from hlp.train.loop import FitResult, Worker, fit_steps
 from hlp.train.progress import EpochLine
 from hlp.train.runs import (
     epoch_metrics,
@@ -61,7 +59,11 @@ def replica_epochs(experiment: dict, replica: dict, resume: bytes | None, datase
     """One replica as a stream: that it started, then per epoch its metrics (and its state when a
     checkpoint is due), then its results. `dataset` is the sweep's, from the object store (None:
     read it here)."""
-    yield {"started": ray.get_runtime_context().get_node_id()}
+    yield {"started": ray.get_runtime_context().get_node_id()}  # placed: before torch is imported
+    import torch
+
+    from hlp.train.loop import Worker, fit_steps
+
     cfg = config_from_dict(experiment)
     res, train = cfg.resources, cfg.train
     # Ray gives a task's process OMP_NUM_THREADS = its CPUs; a pooled process may have started
@@ -77,27 +79,31 @@ def replica_epochs(experiment: dict, replica: dict, resume: bytes | None, datase
         try:
             record, snapshot = next(steps)
         except StopIteration as done:
-            yield {"results": {d: _without_weights(r) for d, r in done.value.items()}}
+            yield {"results": {d: selected(r) for d, r in done.value.items()}}
             return
         keep = record.epoch % train.checkpoint_every == 0 or record.epoch == train.epochs
         yield {"epoch": record.epoch, "metrics": epoch_metrics(record), "state": _serialised(snapshot()) if keep else None}
 
 
 def _serialised(state: dict) -> bytes:
+    import torch
+
     buffer = io.BytesIO()
     torch.save(state, buffer)
     return buffer.getvalue()
 
 
-def _without_weights(result: FitResult) -> FitResult:
-    """Trials log metrics and figures, never weights (the final runs retrain), so none travel back."""
-    result.state_dict = None
-    return result
+def selected(result) -> dict:
+    """What a trial keeps of a domain's training: the selection and its validation scores (for
+    the figure), never weights (the final runs retrain), and no torch objects, so that the
+    trial's own process needs no torch."""
+    return {"val_map": result.val_map, "best_epoch": result.best_epoch, "scoring": result.scoring,
+            "val_scores": result.val_scores, "val_labels": result.val_labels}
 
 
 def run_replicas(cfg: ExperimentConfig, replicas: list[dict], tracker: Tracker, dataset, name: str,
-                 log=print) -> dict[str, FitResult]:
-    """Train the trial's replicas side by side; the first replica's results (weights left out)."""
+                 log=print) -> dict[str, dict]:
+    """Train the trial's replicas side by side; the first replica's selections (`selected`)."""
     res = cfg.resources
     need = worker_resources(res)
     tracker.set_tags({"replicas": ", ".join(replica_name(r) for r in replicas)})
@@ -140,7 +146,7 @@ def _started(cfg: ExperimentConfig, streams: list) -> str:
 
 
 def _lockstep(cfg: ExperimentConfig, replicas: list[dict], streams: list, tracker: Tracker,
-              objective: dict[str, list[float]], name: str, log) -> dict[str, FitResult]:
+              objective: dict[str, list[float]], name: str, log) -> dict[str, dict]:
     from ray import tune
 
     last = cfg.train.epochs

@@ -17,9 +17,8 @@ from pathlib import Path
 
 from hlp.config import ExperimentConfig, config_from_dict, flatten, set_dotted, to_yaml
 from hlp.plots import score_timelines
-from hlp.sweep.replicas import ended, run_replicas
+from hlp.sweep.replicas import ended, run_replicas, selected
 from hlp.tracking import Tracker, run_tags
-from hlp.train.loop import FitResult
 from hlp.train.runs import replicas_of, trial_replicas
 
 SHOWN_VIDEOS = 6  # validation videos in the trial's score figure
@@ -49,11 +48,12 @@ def trial(params: dict, base: dict, parent_run_id: str | None, sweep_name: str, 
         if spans_workers(cfg):
             from hlp.train.ray_train import fit_with_ray  # Ray Train: only this kind of trial imports it
 
-            results = fit_with_ray(cfg, cfg.search.seeds[0], child.run_id, run_name=name,
-                                   callbacks=[tune_report()], score_test=False, dataset=dataset, log=_print)
+            fits = fit_with_ray(cfg, cfg.search.seeds[0], child.run_id, run_name=name,
+                                callbacks=[tune_report()], score_test=False, dataset=dataset, log=_print)
+            results = {d: selected(r) for d, r in fits.items()}
         else:
             results = run_replicas(cfg, replicas_of(cfg), child, dataset, name, _print)
-        child.log_metrics({f"val_map.{d}": r.val_map for d, r in results.items()})
+        child.log_metrics({f"val_map.{d}": r["val_map"] for d, r in results.items()})
         log_trial_artifacts(child, cfg, results)
 
 
@@ -79,12 +79,12 @@ def _log_text(child: Tracker, name: str, text: str) -> None:
         child.log_artifact(Path(tmp) / name)
 
 
-def log_trial_artifacts(child: Tracker, cfg: ExperimentConfig, results: dict[str, FitResult]) -> None:
+def log_trial_artifacts(child: Tracker, cfg: ExperimentConfig, results: dict[str, dict]) -> None:
     """What only a trial that ran to its end has: its validation scores against labels."""
     if not child.enabled:
         return
-    shown = dict([item for r in results.values() for item in list(r.val_labels.items())[:2]][:SHOWN_VIDEOS])
-    scores = {vid: s for r in results.values() for vid, s in r.val_scores.items()}
+    shown = dict([item for r in results.values() for item in list(r["val_labels"].items())[:2]][:SHOWN_VIDEOS])
+    scores = {vid: s for r in results.values() for vid, s in r["val_scores"].items()}
     if shown:
         with tempfile.TemporaryDirectory() as tmp:
             score_timelines(shown, scores, Path(tmp) / "val_scores.png", f"{cfg.name}: validation scores vs labels")

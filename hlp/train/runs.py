@@ -1,17 +1,22 @@
 """What a run is made of, without Ray Train: its replicas and their splits, and the metrics of
 an epoch, shared by the TorchTrainer's workers (`ray_train`) and a sweep trial's replica tasks
-(`hlp.sweep.replicas`). Apart from `ray_train` so that a trial's processes, which need none of
-Ray Train, do not import it (0.65 s of CPU per process here, pandas included).
+(`hlp.sweep.replicas`). Apart from `ray_train` and free of torch so that a trial's own process,
+which trains nothing, imports neither (0.65 s and 1.3 s of CPU per process here), and a replica
+task says it has started before it imports them.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from hlp.config import ExperimentConfig
 from hlp.data.datasets import Dataset, load_dataset_for
 from hlp.data.protocols import DomainSplit, available_domains, domain_split, kfold_splits
-from hlp.train.loop import EpochRecord
+
+if TYPE_CHECKING:  # the loop imports torch, which a trial's own process never needs
+    from hlp.train.loop import EpochRecord
 
 
 def replica_name(replica: dict) -> str:
