@@ -122,7 +122,7 @@ def worker_pids() -> set[int]:
 # the trial's and the replicas' processes are reused).
 IMPORTS = {
     "trial (Tune actor: hlp.sweep.trial)": "hlp.sweep.trial",
-    "replica task (hlp.sweep.replicas)": "hlp.sweep.replicas",
+    "replica task (hlp.sweep.replicas, then the loop: torch)": "hlp.sweep.replicas, hlp.train.loop",
     "any Ray actor (ray)": "ray",
 }
 
