@@ -283,8 +283,17 @@ def extract(
         _fail(str(exc))
     typer.echo(json.dumps(summary, indent=1))
     _print_extraction(summary)
+    _say_kept({"the feature store (features, manifest; a rerun reads it to skip done videos)": summary["store"]})
     if summary["failed"]:
         raise typer.Exit(code=EXIT_SOME_FAILED)
+
+
+def _say_kept(places: dict[str, str]) -> None:
+    """`kept: <what>: <where>, <bytes>` for what a command leaves on disk."""
+    from hlp.storage import kept_lines
+
+    for line in kept_lines(places):
+        _log(line)
 
 
 def _print_extraction(summary: dict) -> None:
@@ -344,15 +353,21 @@ def predict(
         _fail(f"{video}: {exc}")
     except (CheckpointError, ExtractorError, FileNotFoundError) as exc:
         _fail(str(exc))
+    from hlp.storage import human_bytes, size_of
+
     err.print(segment_table(result))
     text = json.dumps(result, indent=1)
+    if reel is not None:
+        _log(f"wrote {reel}, {human_bytes(size_of(str(reel)))} (the chosen segments, cut)")
+    if timeline is not None:
+        _log(f"wrote {timeline}, {human_bytes(size_of(str(timeline)))} "
+             "(scores over time, chosen segments shaded, thumbnails of the best)")
     if out is not None:
         out.write_text(text)
-        _log(f"wrote {out} ({len(result['clips'])} clips, {len(result['segments'])} segments)")
+        _log(f"wrote {out}, {human_bytes(size_of(str(out)))} ({len(result['clips'])} clips, "
+             f"{len(result['segments'])} segments)")
     else:
         typer.echo(text)
-    if timeline is not None:
-        _log(f"wrote {timeline} (scores over time, chosen segments shaded, thumbnails of the best)")
 
 
 def _check_folders_exist(*targets: tuple[str, Path | None]) -> None:

@@ -28,7 +28,8 @@ from hlp.reproduce.runs import ReproduceRuns
 from hlp.reproduce.store import UnitStore
 from hlp.reproduce.tables import FIGURE3_PANELS, Cell, owners, plan, tables_of
 from hlp.reproduce.unit import train_unit
-from hlp.tracking import check_reachable, git_commit
+from hlp.storage import human_bytes, kept_lines, size_of
+from hlp.tracking import check_reachable, git_commit, local_store
 
 Progress = Callable[[int, int], None]  # (units done, units in all)
 
@@ -76,6 +77,12 @@ def run_reproduce(rc: ReproduceConfig, output: Path, progress: Progress | None =
     report = build_report(rc, tables, cells, store, datasets, time.time() - started, finished)
     paths = write_report(report, output, datasets, store, cells if rc.figures else [])
     runs.finish(report, paths)
+    storage = exp.resources.storage_path.rstrip("/")
+    ray_runs = sum(size_of(f"{storage}/{u.cell.config.name}-{u.key}") for u in units)
+    log(f"kept: the runs' Ray results (what a rerun reads to skip a finished run): {len(units)} runs "
+        f"under {storage}, {human_bytes(ray_runs)}")
+    for line in kept_lines({"the reproduction's outputs": str(output), **local_store(exp.tracking.uri, exp.tracking.experiment)}):
+        log(line)
     return report
 
 

@@ -22,7 +22,7 @@ from hlp.data.protocols import DomainSplit
 from hlp.evaluate.evaluation import video_aps
 from hlp.tracking import Tracker
 from hlp.train.loop import FitResult, build_network, fit
-from hlp.train.ray_train import fit_with_ray, log_epoch
+from hlp.train.ray_train import fit_with_ray, forget, log_epoch
 from hlp.train.runs import epoch_metrics, load_splits
 
 EMBEDDED_SEGMENTS = 600  # per domain: enough points for a readable t-SNE, few enough to run in seconds
@@ -39,6 +39,12 @@ def train_unit(experiment: dict, seed: int, mlflow_run_id: str | None, run_name:
         results = _fit_here(cfg, splits, seed, mlflow_run_id)
     else:  # the workers map this unit's read from the object store
         results = fit_with_ray(cfg, seed, mlflow_run_id, run_name=run_name, track_test=True, dataset=ray.put(dataset))
+        if embed and any(r.state_dict is None for r in results.values()):
+            # Its Ray run finished before but its result was never stored (the job stopped in
+            # between): a finished run keeps no weights, and the embeddings need them.
+            forget(cfg, run_name)
+            results = fit_with_ray(cfg, seed, mlflow_run_id, run_name=run_name, track_test=True,
+                                   dataset=ray.put(dataset))
     out = {"seed": seed, "node_id": ray.get_runtime_context().get_node_id(),
            "domains": {d: _domain_summary(r, splits[d]) for d, r in results.items()}}
     if embed:

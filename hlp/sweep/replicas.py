@@ -59,9 +59,9 @@ def replica_epochs(experiment: dict, replica: dict, resume: bytes | None, datase
     """One replica as a stream: that it started, then per epoch its metrics (and its state when a
     checkpoint is due), then its results. `dataset` is the sweep's, from the object store (None:
     read it here)."""
-    yield {"started": ray.get_runtime_context().get_node_id()}  # placed: before torch is imported
+    yield {"started": ray.get_runtime_context().get_node_id()}
+    # Only now: the replica says it was placed before it spends seconds importing torch.
     import torch
-
     from hlp.train.loop import Worker, fit_steps
 
     cfg = config_from_dict(experiment)

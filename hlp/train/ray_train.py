@@ -244,14 +244,14 @@ def name_of(checkpoint) -> str:
     return checkpoint.path.rstrip("/").rsplit("/", 1)[0]
 
 
-def forget(cfg: ExperimentConfig, seed: int) -> None:
-    """Delete the Ray run of (cfg, seed), so that it trains anew (its finished checkpoint keeps no
-    weights, and a rerun that needs them must train them again)."""
+def forget(cfg: ExperimentConfig, name: str) -> None:
+    """Delete the Ray run `name` under resources.storage_path, so that it trains anew (its
+    finished checkpoint keeps no weights, and a rerun that needs them must train them again)."""
     import pyarrow.fs
 
     storage_path, filesystem = ray_storage(cfg.resources.storage_path)
     filesystem = filesystem or pyarrow.fs.LocalFileSystem()
-    folder = f"{storage_path.rstrip('/')}/{run_key(cfg, seed)}"
+    folder = f"{storage_path.rstrip('/')}/{name}"
     if filesystem.get_file_info(folder).type == pyarrow.fs.FileType.Directory:
         filesystem.delete_dir(folder)
 

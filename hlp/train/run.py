@@ -106,7 +106,7 @@ def _with_weights(cfg: ExperimentConfig, seed: int, fits: dict[str, FitResult], 
     if all(r.state_dict is not None for r in fits.values()):
         return fits
     log(f"seed {seed} finished before, but {output} holds none of its model files: it trains again")
-    forget(cfg, seed)
+    forget(cfg, run_key(cfg, seed))
     return again()
 
 

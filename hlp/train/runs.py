@@ -15,7 +15,8 @@ from hlp.config import ExperimentConfig
 from hlp.data.datasets import Dataset, load_dataset_for
 from hlp.data.protocols import DomainSplit, available_domains, domain_split, kfold_splits
 
-if TYPE_CHECKING:  # the loop imports torch, which a trial's own process never needs
+if TYPE_CHECKING:
+    # For the annotation only: the loop imports torch, which a trial's own process never needs.
     from hlp.train.loop import EpochRecord
 
 
