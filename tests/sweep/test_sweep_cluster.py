@@ -135,7 +135,8 @@ def test_sweep_on_two_nodes_with_s3_and_an_mlflow_server(tmp_path, synth_root, b
     # Each trial stored checkpoints on S3 while it ran, and they went when it ended; the finals'
     # runs keep what a rerun reads to skip them: results, no weights or optimizer state.
     assert any(r.get("checkpoint_dir_name") for r in reported)
-    left = [p for p in ray_files if "/hpcl-sweep/" in p and "/checkpoint_" in p]
+    in_checkpoints = [p for p in ray_files if p.rsplit("/", 2)[1].startswith("checkpoint_")]
+    left = [p for p in in_checkpoints if "/hpcl-sweep/" in p]
     assert left and {p.rsplit("/", 1)[1] for p in left} == {"trial.json"}  # how each trial ended, no state
-    finals = [p for p in ray_files if "/hpcl-sweep/" not in p and "/checkpoint_" in p]
+    finals = [p for p in in_checkpoints if "/hpcl-sweep/" not in p]
     assert finals and {p.rsplit("/", 1)[1] for p in finals} == {"results.pt"}
