@@ -106,6 +106,15 @@ def size_of(path: str) -> int:
     return int(fs.du(inner, total=True)) if fs.isdir(inner) else int(fs.size(inner))
 
 
+def remove(path: str) -> bool:
+    """Delete a local or `s3://` folder or file if it is there; whether it was."""
+    fs, inner = filesystem(path)
+    if not fs.exists(inner):
+        return False
+    fs.rm(inner, recursive=True)
+    return True
+
+
 def kept_lines(places: dict[str, str]) -> list[str]:
     """`kept: <what> <where> <size>` for what a command leaves, the places that exist."""
     sizes = {what: (where, size_of(where)) for what, where in places.items()}

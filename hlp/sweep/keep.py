@@ -17,6 +17,7 @@ import json
 import pyarrow.fs
 from ray.tune import Callback
 
+from hlp.storage import remove
 from hlp.sweep.replicas import PROGRESS
 
 
@@ -26,18 +27,15 @@ class DropFinishedTrials(Callback):
     TorchTrainer (resources.workers > 1) keeps its checkpoints in a Train run of that name under
     `storage_path`, the others in Tune's trial folder."""
 
-    def __init__(self, sweep_name: str, storage_path: str, filesystem: pyarrow.fs.FileSystem | None) -> None:
-        self.sweep_name, self.storage_path = sweep_name, storage_path.rstrip("/")
-        self.filesystem = filesystem or pyarrow.fs.LocalFileSystem()
+    def __init__(self, sweep_name: str, storage_path: str) -> None:
+        self.sweep_name, self.storage_path = sweep_name, storage_path.rstrip("/")  # resources.storage_path
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         name = f"{self.sweep_name}-{trial.trial_id}"
         last = trial.last_result or {}
         ended = {"val_map": last.get("val_map", float("nan")), "stopped_early": not last.get("final")}
         drop_checkpoints(trial.storage.storage_filesystem, trial.storage.trial_fs_path, ended)
-        train_run = f"{self.storage_path}/{name}"
-        if self.filesystem.get_file_info(train_run).type == pyarrow.fs.FileType.Directory:
-            self.filesystem.delete_dir(train_run)
+        remove(f"{self.storage_path}/{name}")
 
 
 def drop_checkpoints(filesystem: pyarrow.fs.FileSystem, trial_folder: str, ended: dict) -> int:

@@ -50,8 +50,8 @@ from hlp.tracking import Tracker, local_store, run_tags
 from hlp.train.ray_train import run_key
 from hlp.train.run import preflight
 
-# A trial's own process reserves no CPU: its replicas' bundles hold the CPUs (and GPUs) it
-# trains on, and it only pairs their epochs (a 2-CPU machine must hold a 2-seed trial). Tune
+# A trial's own process reserves no CPU: its replica tasks ask for the CPUs (and GPUs) they
+# train on, and it only pairs their epochs (a 2-CPU machine must hold a 2-seed trial). Tune
 # refuses an empty request, so the trial asks for a token of memory instead.
 DRIVER_MEMORY = 64 * 2**20  # bytes
 
@@ -114,7 +114,7 @@ def search(cfg: ExperimentConfig, parent_run_id: str | None, resume: bool = Fals
         log(f"resuming the sweep stored at {path}")
         return _fit(tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True,
                                        storage_filesystem=filesystem))
-    callbacks = [StopWhenUnplaceable(), DropFinishedTrials(cfg.name, storage_path, filesystem)]
+    callbacks = [StopWhenUnplaceable(), DropFinishedTrials(cfg.name, cfg.resources.storage_path)]
     s = cfg.search
     tuner = tune.Tuner(
         trainable,

@@ -44,7 +44,7 @@ from hlp.cluster import verbose
 from hlp.config import ExperimentConfig, config_from_dict
 from hlp.data.datasets import Dataset
 from hlp.placement import START_TIMEOUT_ENV, unplaced, worker_resources
-from hlp.storage import human_bytes, ray_storage
+from hlp.storage import human_bytes, ray_storage, remove, size_of
 from hlp.tracking import Tracker
 from hlp.train.loop import EpochRecord, FitResult, Worker, fit
 from hlp.train.progress import EpochLine
@@ -220,7 +220,7 @@ def fit_with_ray(cfg: ExperimentConfig, seed: int, mlflow_run_id: str | None, *,
     _drop_stale_checkpoints(result.checkpoint)
     results = _read_final(result.checkpoint)
     if log:
-        log(f"kept: {storage_path.rstrip('/')}/{name}, {_size(result.checkpoint.filesystem, name_of(result.checkpoint))}"
+        log(f"kept: {run_folder(cfg, name)}, {human_bytes(size_of(run_folder(cfg, name)))}"
             f" (what a rerun reads to skip this finished run: results, no weights or optimizer state)")
     return results
 
@@ -239,21 +239,15 @@ def _read_final(checkpoint) -> dict[str, FitResult]:
             for d, r in payload.items()}
 
 
-def name_of(checkpoint) -> str:
-    """The run folder that holds a checkpoint (its parent), on the checkpoint's filesystem."""
-    return checkpoint.path.rstrip("/").rsplit("/", 1)[0]
-
-
 def forget(cfg: ExperimentConfig, name: str) -> None:
     """Delete the Ray run `name` under resources.storage_path, so that it trains anew (its
     finished checkpoint keeps no weights, and a rerun that needs them must train them again)."""
-    import pyarrow.fs
+    remove(run_folder(cfg, name))
 
-    storage_path, filesystem = ray_storage(cfg.resources.storage_path)
-    filesystem = filesystem or pyarrow.fs.LocalFileSystem()
-    folder = f"{storage_path.rstrip('/')}/{name}"
-    if filesystem.get_file_info(folder).type == pyarrow.fs.FileType.Directory:
-        filesystem.delete_dir(folder)
+
+def run_folder(cfg: ExperimentConfig, name: str) -> str:
+    """The Ray run `name` under resources.storage_path, as a path hlp.storage reads (local or s3://)."""
+    return f"{cfg.resources.storage_path.rstrip('/')}/{name}"
 
 
 def _fit(trainer):
@@ -282,11 +276,3 @@ def _drop_stale_checkpoints(latest) -> None:
         if info.type == pyarrow.fs.FileType.Directory and info.base_name.startswith("checkpoint_") \
                 and info.path.rstrip("/") != latest.path.rstrip("/"):
             fs.delete_dir(info.path)
-
-
-def _size(filesystem, folder: str) -> str:
-    """The bytes under a folder on its filesystem (local or S3), without downloading them."""
-    import pyarrow.fs
-
-    infos = filesystem.get_file_info(pyarrow.fs.FileSelector(folder, recursive=True))
-    return human_bytes(sum(i.size for i in infos if i.type == pyarrow.fs.FileType.File))
