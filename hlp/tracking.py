@@ -233,6 +233,19 @@ class Tracker:
             self.client.set_terminated(run.info.run_id, status)
         return len(runs)
 
+    def delete_children(self, tag: str, keep: set[str]) -> dict[str, str]:
+        """Delete this run's children whose `tag` holds a value outside `keep`: {value: run id}.
+        MLflow's delete is a soft one (`mlflow runs restore --run-id ID` brings a run back)."""
+        if not self.enabled:
+            return {}
+        experiment_id = self.client.get_run(self.run_id).info.experiment_id
+        query = f"tags.`mlflow.parentRunId` = '{self.run_id}'"
+        gone = {r.data.tags[tag]: r.info.run_id for r in self.client.search_runs([experiment_id], filter_string=query)
+                if tag in r.data.tags and r.data.tags[tag] not in keep}
+        for run_id in gone.values():
+            self.client.delete_run(run_id)
+        return gone
+
     def finish(self, status: str = "FINISHED") -> None:
         """End the run unless it has already ended: the first end wins. An interrupted sweep
         closes its final runs as KILLED from the main thread while their trainings are still

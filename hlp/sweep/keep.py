@@ -8,17 +8,24 @@ so its checkpoint's files go as soon as Tune says it is over: a full-size trial'
 ended: Tune saves its own state every few seconds, so a sweep killed in between resumes from
 a state in which that trial still runs, and the trial then reports its end again instead of
 finding its checkpoint gone (`hlp.sweep.replicas.ended`).
+
+The same window loses a trial that started after the last save: Tune's resumed state does not
+know it, so Tune samples another in its place. `forget_lost_trials` deletes what the lost one
+left, its MLflow run and its checkpoints, so that the finished sweep holds each trial once.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import pyarrow.fs
-from ray.tune import Callback
+from ray import tune
+from ray.tune import Callback, ExperimentAnalysis
 
-from hlp.storage import remove
+from hlp.storage import filesystem, ray_storage, remove
 from hlp.sweep.replicas import PROGRESS
+from hlp.tracking import Tracker
 
 
 class DropFinishedTrials(Callback):
@@ -52,3 +59,27 @@ def drop_checkpoints(filesystem: pyarrow.fs.FileSystem, trial_folder: str, ended
         with filesystem.open_output_stream(f"{info.path}/{PROGRESS}") as out:
             out.write(json.dumps({"ended": ended}).encode())
     return freed
+
+
+def forget_lost_trials(sweep_folder: str, sweep_name: str, storage_path: str, parent: Tracker,
+                       log: Callable[[str], None]) -> set[str]:
+    """Before --resume: delete the runs and checkpoints of trials that Tune's saved state in
+    `sweep_folder` does not name (none, if Tune saved nothing yet); their ids. Tune will never
+    resume them, and it samples new trials in their place."""
+    path, pyarrow_fs = ray_storage(sweep_folder)
+    saved = tune.Tuner.can_restore(path, storage_filesystem=pyarrow_fs)
+    known = {t.trial_id for t in ExperimentAnalysis(path, storage_filesystem=pyarrow_fs).trials} if saved else set()
+    runs = parent.delete_children("trial_id", keep=known)
+    fs, inner = filesystem(sweep_folder)
+    folders = {f.rstrip("/").rsplit("/", 1)[-1].split("_")[1]: f for f in (fs.ls(inner) if fs.exists(inner) else [])
+               if f.rstrip("/").rsplit("/", 1)[-1].startswith("trial_")}  # trial_<id>_<n>_<params>
+    lost = (set(runs) | set(folders)) - known
+    for trial_id in sorted(lost):
+        if trial_id in folders:
+            fs.rm(folders[trial_id], recursive=True)
+        remove(f"{storage_path.rstrip('/')}/{sweep_name}-{trial_id}")  # its Train run, if it had one
+        run = f"; its run {runs[trial_id]} is deleted (`mlflow runs restore --run-id {runs[trial_id]}` " \
+              "brings it back)" if trial_id in runs else ""
+        log(f"trial {trial_id} started after the sweep's last saved state: Tune cannot resume it and samples "
+            f"another in its place{run}")
+    return lost

@@ -42,7 +42,7 @@ from hlp.evaluate.paired import HOLDS, REVERSED, TOO_FEW, UNRESOLVED, compare
 from hlp.placement import PlacementError, alive_nodes, check_placeable, runs_at_once, worker_resources
 from hlp.storage import kept_lines, ray_storage
 from hlp.sweep.concurrency import ClusterLimiter, StopWhenUnplaceable, placement_error, trial_workers
-from hlp.sweep.keep import DropFinishedTrials
+from hlp.sweep.keep import DropFinishedTrials, forget_lost_trials
 from hlp.sweep.figures import optuna_figures
 from hlp.sweep.space import check_space, tune_space
 from hlp.sweep.trial import trial
@@ -74,6 +74,8 @@ def run_sweep(cfg: ExperimentConfig, output: Path, resume: bool,
             (output / "config.yaml").write_text(to_yaml(cfg))
             ensure_ray(cfg.resources.address)
             check_placeable(cfg.resources, *trial_workers(cfg), log)
+            if resume:
+                forget_lost_trials(sweep_path(cfg), cfg.name, cfg.resources.storage_path, parent, log)
             grid = search(cfg, parent.run_id, resume, log, dataset)
             summary = _report(cfg, grid, output, parent, train, log, dataset)
         except BaseException:
