@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import signal
+import re
+import sys
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
@@ -19,6 +21,8 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+
+from hlp.interrupts import Interrupted, interruptible
 
 app = typer.Typer(add_completion=True, no_args_is_help=True, help="Audio-visual video highlight detection (HPCL).")
 data_app = typer.Typer(no_args_is_help=True, help="Datasets: synthetic data and layout tools.")
@@ -45,8 +49,11 @@ def _fail(message: str) -> None:
 
 
 def _log(line: str) -> None:
-    """A progress line for stderr, printed as written (paths and ids may hold brackets), unwrapped."""
-    err.print(escape(line), highlight=False, soft_wrap=True)
+    """A progress line for stderr, printed as written (paths and ids may hold brackets), unwrapped;
+    the run's label first where runs train side by side (`[best] ...`: hlp.train.progress.labelled)."""
+    from hlp.train.progress import with_label
+
+    err.print(escape(with_label(line)), highlight=False, soft_wrap=True)
 
 
 def _show_version(shown: bool) -> None:
@@ -59,29 +66,87 @@ def _show_version(shown: bool) -> None:
 
 @app.callback()
 def main(
+    ctx: typer.Context,
     version: Annotated[bool, typer.Option("--version", callback=_show_version, is_eager=True,
                                           help="Print the version of hlp and exit.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v",
-                                          help="Show Ray's own logs (workers, controllers, Tune's tables).")] = False,
+                                          help="Show the logs of Ray, Tune, Optuna and MLflow "
+                                               "(workers, controllers, Tune's tables).")] = False,
 ) -> None:
     # Only the options every command shares; no docstring, so the app's help stays.
-    # Ray's logs are quiet unless asked for (hlp.cluster reads HLP_VERBOSE). Without them the
-    # lines Ray forwards from workers are hlp's own, so they need no "(RayTrainWorker pid=...)"
-    # prefix; Ray reads that setting once, when it is first imported, which is after this.
+    # Ray's logs are quiet unless asked for (hlp.cluster reads HLP_VERBOSE): Ray forwards no
+    # worker's output then, and the driver prints hlp's lines itself. Ray reads the settings
+    # below once, when it is first imported, which is after this.
     if verbose:
         os.environ["HLP_VERBOSE"] = "1"
-    elif os.environ.get("HLP_VERBOSE") != "1":
+    # Every line Ray prints for its processes (with -v what workers print; always, the raylet's
+    # notes such as "A worker died"), once each and in order: its deduplication holds lines back
+    # (without -v, with no thread to flush them, for good) and prints "[repeated 5x across
+    # cluster]" in colour codes, which a log file keeps raw; nor colour where no terminal shows it.
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    if not (sys.stdout.isatty() and sys.stderr.isatty()):
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")
+    if os.environ.get("HLP_VERBOSE") != "1":
+        # Should RAY_LOG_TO_DRIVER=1 forward workers' lines, they need no "(RayTrainWorker pid=...)".
         os.environ.setdefault("RAY_DISABLE_WORKER_LOG_PREFIX", "1")
+        # MLflow's INFO lines ("Creating initial MLflow database tables...") are not hlp's either.
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+        if ctx.invoked_subcommand in RAY_COMMANDS:
+            _drop_native_log_lines()
 
 
-def _load(config: Path, sets: list[str] | None, schema=None):
-    """The validated config, before anything heavy is imported: a typo is reported in a moment."""
+RAY_COMMANDS = ("train", "sweep", "reproduce", "extract")  # the commands that start or join a Ray
+# A line of Ray's C++ core (`[2026-12-08 02:59:15,429 E 13479 13479] core_worker.cc:2465: ...`)
+# or of gRPC's (`E1208 02:59:15.429817  13479 chttp2_transport.cc:1234] ...`).
+NATIVE_LOG_LINE = re.compile(rb"^(\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [DIWEF] \d+ \d+\] "
+                             rb"|[DIWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ )\S+:\d+")
+
+
+def _drop_native_log_lines() -> None:
+    """Without --verbose, the lines that Ray's C++ core (and gRPC) log on this process's stderr,
+    at ERROR and up, do not reach the terminal: notes of Ray's own that read as failures (Ray
+    Data's model actors: "[... E ...] core_worker.cc: Actor ... has constructor arguments in the
+    object store and max_restarts > 0"). They stay in Ray's session logs, and a failure they go
+    with is raised as Python's error, which prints. Only the writes of native code pass a filter:
+    file descriptor 2 becomes a pipe that a thread copies on, without those lines, while Python's
+    sys.stderr (hlp's lines, Rich's progress bars, tracebacks) writes to the terminal as before.
+    Only in a process whose sys.stderr is still the real one (not under a test's capture)."""
+    try:
+        if sys.stderr is not sys.__stderr__ or sys.stderr.fileno() != 2:
+            return
+        sys.stderr.flush()
+        terminal = os.dup(2)
+        python_side = os.fdopen(os.dup(terminal), "w", buffering=1, encoding=sys.stderr.encoding,
+                                errors=sys.stderr.errors)
+        read, write = os.pipe()
+    except (AttributeError, OSError, ValueError):
+        return
+
+    def copy_on() -> None:
+        with os.fdopen(read, "rb") as pipe:
+            for line in pipe:
+                if not NATIVE_LOG_LINE.match(line):
+                    os.write(terminal, line)
+
+    os.set_inheritable(write, False)
+    os.dup2(write, 2)  # what native code writes to fd 2 (which processes started later inherit)
+    os.close(write)
+    sys.stderr = python_side
+    threading.Thread(target=copy_on, daemon=True, name="hlp-native-stderr").start()
+
+
+def _load(config: Path, sets: list[str] | None, schema=None, check=None):
+    """The validated config, before anything heavy is imported: a typo is reported in a moment.
+    `check`: what the command that runs it checks besides (`hlp sweep`'s of its search space)."""
     from hlp.config import ConfigError, ExperimentConfig, load_config
 
     try:
-        return load_config(config, sets, schema or ExperimentConfig)
+        cfg = load_config(config, sets, schema or ExperimentConfig)
+        if check is not None:
+            check(cfg)
     except ConfigError as exc:
         _fail(str(exc))
+    return cfg
 
 
 @app.command()
@@ -205,25 +270,16 @@ def _print_summary(summary: dict) -> None:
 
 @contextmanager
 def _stopped_by_signals():
-    """Ctrl-C and SIGTERM (`kill`, a scheduler ending the job) stop a command the same way: the
-    MLflow runs it opened end KILLED on the way out (the commands close them), and it exits 130
-    (SIGINT) or 143 (SIGTERM), not with a traceback or click's "Aborted!". SIGTERM raises
-    KeyboardInterrupt (Ray turns a subclass into a plain one, hence the record); a SystemExit here
-    comes from a SIGTERM handler of Ray's, which ends the runs KILLED as well."""
-    received = []
-
-    def on_sigterm(signum, frame):
-        received.append(signum)
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    """Ctrl-C and SIGTERM (`kill`, a scheduler ending the job) stop a command the same way
+    (`hlp.interrupts` owns both): the MLflow runs it opened end KILLED on the way out (the
+    commands close them), and it exits 130 (SIGINT) or 143 (SIGTERM), not with a traceback or
+    click's "Aborted!"."""
     try:
-        yield
-    except (KeyboardInterrupt, SystemExit) as exc:
+        with interruptible():
+            yield
+    except Interrupted as exc:
         err.print("[bold red]interrupted[/]: the MLflow runs it had open are closed as KILLED", highlight=False)
-        raise typer.Exit(code=130 if isinstance(exc, KeyboardInterrupt) and not received else 143) from None
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+        raise typer.Exit(code=128 + exc.signum) from None
 
 
 def _progress() -> Progress:
@@ -247,11 +303,14 @@ def evaluate(
     if protocol not in ("umt", "paper"):
         _fail(f"--protocol must be 'umt' or 'paper', got {protocol!r}")
     try:
-        payload = json.loads(scores.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        _fail(f"cannot read scores file {scores}: {exc}")
+        payload = json.loads(scores.read_text(encoding="utf-8"))
+    except OSError as exc:
+        _fail(f"cannot read scores file {scores}: {exc.strerror or exc}")
+    except ValueError as exc:  # JSONDecodeError, or bytes that are not UTF-8 text
+        _fail(f"{scores}: not a JSON file ({exc})")
     if not isinstance(payload, dict):
-        _fail(f"{scores}: expected a JSON object {{video_id: [scores]}}")
+        kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(type(payload), "a number")
+        _fail(f"{scores}: expected a JSON object {{video_id: [score per clip]}}, got {kind}")
     try:
         data = load_dataset(dataset, data_root)  # type: ignore[arg-type]
         result = evaluate_scores(data, protocol, payload)
@@ -317,7 +376,15 @@ def _print_extraction(summary: dict) -> None:
 @app.command()
 def predict(
     video: Annotated[str, typer.Argument(help="A video file (path or s3:// URI).")],
-    checkpoint: Annotated[str, typer.Option("--checkpoint", help="model_<domain>_seed<N>.pt from `hlp train`.")],
+    checkpoint: Annotated[Optional[str], typer.Option(
+        "--checkpoint", help="model_<domain>_seed<N>.pt from `hlp train` (path or s3:// URI).")] = None,
+    model: Annotated[Optional[str], typer.Option(
+        "--model", help="Instead of --checkpoint, an MLflow model: models:/NAME/VERSION, models:/MODEL_ID, "
+                        "runs:/RUN_ID/model-DOMAIN, or a local model file or MLflow Model folder.")] = None,
+    tracking_uri: Annotated[str, typer.Option(
+        "--tracking-uri", envvar="MLFLOW_TRACKING_URI",
+        help="MLflow store that --model's models:/ and runs:/ URIs are resolved in: $MLFLOW_TRACKING_URI if set, "
+             "else sqlite:///mlflow.db of the working directory.")] = "sqlite:///mlflow.db",
     top_k: Annotated[Optional[int], typer.Option("--top-k", min=1, help="Keep the N best clips (default 5).")] = None,
     threshold: Annotated[Optional[float], typer.Option("--threshold", help="Keep clips scoring at least X.")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Write the result JSON here.")] = None,
@@ -327,9 +394,12 @@ def predict(
     )] = None,
 ) -> None:
     """Score every clip of VIDEO and merge the best into highlight segments; optionally cut a reel."""
+    if threshold is not None and not 0.0 <= threshold <= 1.0:  # before the imports: refused at once
+        _fail(f"--threshold {threshold:g}: clip scores lie in [0, 1], so give a threshold between 0 and 1")
     from hlp.extract.inputs import open_video
     from hlp.extract.media import MediaError
     from hlp.extract.registry import ExtractorError
+    from hlp.predict.mlflow_model import load_model
     from hlp.predict.predict import predict as run_predict
     from hlp.predict.reel import write_reel
     from hlp.predict.summary import segment_table
@@ -338,10 +408,20 @@ def predict(
 
     if top_k is not None and threshold is not None:
         _fail("give either --top-k or --threshold, not both")
+    if (checkpoint is None) == (model is None):
+        _fail("give the model as either --checkpoint FILE or --model URI" + (", not both" if model else ""))
+    if model is not None:  # the same refusal of credentials in the URI as tracking.uri (they belong in the environment)
+        from hlp.config import ConfigError, config_from_dict
+
+        try:
+            config_from_dict({"tracking": {"uri": tracking_uri}}, "--tracking-uri")
+        except ConfigError as exc:
+            _fail(str(exc))
     timeline = timeline or (beside(out) if out is not None else None)
     _check_folders_exist(("--out", out), ("--reel", reel), ("--timeline", timeline))
     try:
-        result = run_predict(video, checkpoint, top_k, threshold)
+        loaded = load_model(model, tracking_uri) if model is not None else None
+        result = run_predict(video, checkpoint or model, top_k, threshold, loaded=loaded)
         if reel is not None:
             segments = [(s["start_s"], s["end_s"]) for s in result["segments"]]
             with open_video(video) as source:  # a path, or a seekable s3:// file
@@ -434,29 +514,37 @@ def config_show(
     config: Annotated[Path, typer.Argument(help="An experiment, extraction or reproduction YAML.")],
     set_: SetOption = None,
 ) -> None:
-    """Print the resolved config (defaults, the file and --set merged) as YAML; validates it and runs nothing."""
+    """Print the resolved config (defaults, the file and --set merged) as YAML; validates it as the command that
+    runs it does (a sweep's search space as `hlp sweep`) and runs nothing."""
     from hlp.config import to_yaml
 
-    typer.echo(to_yaml(_load(config, set_, _schema_of(config))), nl=False)
+    typer.echo(to_yaml(_load(config, set_, *_schema_of(config, set_))), nl=False)
 
 
-def _schema_of(config: Path):
-    """Which kind of YAML a file is, by its top-level keys: a reproduction nests its experiment
-    under `experiment:`, an extraction lists its `inputs:`; anything else is an experiment."""
+def _schema_of(config: Path, sets: list[str] | None = None) -> tuple:
+    """(schema, check) of the command that runs a file, by its top-level keys: a reproduction nests
+    its experiment under `experiment:`, an extraction lists its `inputs:`; anything else is an
+    experiment, and one with a `search:` section (in the file or a `--set search.*`) is a sweep,
+    checked by the function `hlp sweep` itself calls."""
     import yaml
 
     from hlp.extract.config import ExtractionConfig
     from hlp.reproduce.config import ReproduceConfig
 
     try:
-        raw = yaml.safe_load(config.read_text())
-    except (OSError, yaml.YAMLError):
-        return None  # loading the file again reports what is wrong with it
-    if isinstance(raw, dict) and "experiment" in raw:
-        return ReproduceConfig
-    if isinstance(raw, dict) and "inputs" in raw:
-        return ExtractionConfig
-    return None
+        raw = yaml.safe_load(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError):  # ValueError: not UTF-8 text
+        raw = None  # loading the file again reports what is wrong with it
+    raw = raw if isinstance(raw, dict) else {}
+    if "experiment" in raw:
+        return ReproduceConfig, None
+    if "inputs" in raw:
+        return ExtractionConfig, None
+    if "search" in raw or any(s.partition("=")[0].strip().split(".")[0] == "search" for s in sets or []):
+        from hlp.sweep.space import check_space
+
+        return None, check_space
+    return None, None
 
 
 @app.command()
@@ -505,21 +593,66 @@ def _recent_runs(uri: str, experiment: str | None, limit: int) -> tuple[dict[str
 
 
 def _print_runs(experiments: dict[str, str], found: list) -> None:
+    """The runs as a table that fits the terminal: the run's name always whole, then as many of
+    status, start time, the key metrics and the experiment as fit beside it (the start time may
+    wrap); the caption names what a wider terminal would show."""
     from datetime import datetime
 
     from rich.table import Table
 
     metrics = [m for m in KEY_METRICS if any(m in run.data.metrics for run in found)]
-    table = Table(title=f"{len(found)} newest runs")
-    for column in ("experiment", "run", "status", "started", *metrics):
-        table.add_column(column)
-    for run in found:
-        started = datetime.fromtimestamp(run.info.start_time / 1000).strftime("%Y-%m-%d %H:%M:%S")
-        values = [f"{run.data.metrics[m]:.4f}" if m in run.data.metrics else "" for m in metrics]
-        table.add_row(escape(experiments[run.info.experiment_id]), escape(run.info.run_name or run.info.run_id),
-                      run.info.status, started, *values)
-    Console().print(table)
+    rows = [{"experiment": experiments[run.info.experiment_id], "run": run.info.run_name or run.info.run_id,
+             "status": run.info.status,
+             "started": datetime.fromtimestamp(run.info.start_time / 1000).strftime("%Y-%m-%d %H:%M:%S"),
+             **{m: f"{run.data.metrics[m]:.4f}" if m in run.data.metrics else "" for m in metrics}} for run in found]
+    names = {row["experiment"] for row in rows}
+    single = len(names) == 1  # one experiment: named in the title, not in a column of its own
+    title = f"{len(found)} newest runs" + (f" of {next(iter(names))}" if single else "")
+    console = Console()
+    order = ["run", "status", "started", *metrics, *([] if single else ["experiment"])]  # what goes first
+    widths = _fitting_columns(order, rows, console.width)
+    left_out = [c for c in order if c not in widths]
+    table = Table(title=escape(title), caption=f"left out at {console.width} columns: {', '.join(left_out)} "
+                  "(a wider terminal shows them)" if left_out else None)
+    shown = [c for c in ("experiment", "run", "status", "started", *metrics) if c in widths]
+    for column in shown:
+        fits = widths[column] >= _natural_width(column, rows)
+        # The run's name never shrinks; folded (never cut) only where it alone is wider than the terminal.
+        table.add_column(column, no_wrap=fits, max_width=None if fits else widths[column],
+                         min_width=widths[column] if column == "run" and fits else None,
+                         overflow="fold" if column in ("run", "experiment") else "ellipsis")
+    for row in rows:
+        table.add_row(*[escape(row[c]) for c in shown])
+    console.print(table)
 
+
+_WRAPPED_WIDTH = {"started": 10, "experiment": 10}  # the columns that may wrap: the date alone; the header
+
+
+def _natural_width(column: str, rows: list[dict[str, str]]) -> int:
+    return max(len(column), *(len(row[column]) for row in rows))
+
+
+def _fitting_columns(order: list[str], rows: list[dict[str, str]], width: int) -> dict[str, int]:
+    """Column -> its content width, for the columns of `order` that fit a table `width` wide, in
+    that order of priority: the first (the run's name) always, at its whole width where the
+    terminal holds it; then each other one that fits, wrapped where it may wrap (`_WRAPPED_WIDTH`),
+    else whole; then the wrapped ones widened again, in the same order, while room is left.
+    A column costs its content and 3 (padding and a rule), the table 1 (its left border)."""
+    first = order[0]
+    chosen = {first: min(_natural_width(first, rows), max(width - 4, 1))}
+    used = 1 + chosen[first] + 3
+    for column in order[1:]:
+        least = min(_WRAPPED_WIDTH.get(column, 10**6), _natural_width(column, rows))
+        if used + least + 3 <= width:
+            chosen[column] = least
+            used += least + 3
+    for column in chosen:
+        extra = _natural_width(column, rows) - chosen[column]
+        if 0 < extra <= width - used:
+            chosen[column] += extra
+            used += extra
+    return chosen
 
 if __name__ == "__main__":
     app()

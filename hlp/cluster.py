@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import socket
 import sys
-import threading
 from collections.abc import Callable
 
 import ray
+
+from hlp.interrupts import ray_call
 
 # Ray Train settings for a Ray that hlp starts on this machine, measured with
 # benchmarks/sweep_costs.py (README: Sweeps). Every process of that Ray inherits them, and each
@@ -57,13 +57,21 @@ def _logging() -> dict:
     """ray.init's logging: in this process only errors (Ray's start-up lines and its advice on
     token authentication are not the user's business); in the job's workers, warnings and up.
     Train's workers then print as Python does (Train's print patch would repeat every line
-    through its logger; Train passes the setting on to the workers of a joined cluster too)."""
+    through its logger; Train passes the setting on to the workers of a joined cluster too).
+
+    Nor does Ray forward what workers print (log_to_driver): it would come late, through Ray's
+    log monitor (a run's last epoch lines after the command's closing table), deduplicated
+    ("[repeated 5x across cluster]", in raw colour codes), and with Python's warnings of every
+    process it starts. What hlp shows of its workers the driver prints itself: epoch lines come
+    through Tune's results (a sweep's trials) or `hlp.train.progress.EpochRelay` (a TorchTrainer).
+    The workers' output stays in Ray's session logs; RAY_LOG_TO_DRIVER=1 or --verbose forwards it."""
     if verbose():
         return {}
     os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
     # Printed before ray.init applies its level: Ray 2.60's notice that token authentication is on.
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
-    return {"logging_level": logging.ERROR, "logging_config": ray.LoggingConfig(log_level="WARNING")}
+    return {"logging_level": logging.ERROR, "logging_config": ray.LoggingConfig(log_level="WARNING"),
+            "log_to_driver": os.environ.get("RAY_LOG_TO_DRIVER", "0").lower() in ("1", "true")}
 
 
 def configured_address(address: str | None) -> str:
@@ -80,14 +88,7 @@ def ensure_ray(address: str | None, log: Callable[[str], None] = to_stderr) -> N
     """
     if ray.is_initialized():
         return
-    # ray.init installs its own SIGTERM handler; the CLI's stops a command as Ctrl-C does (runs
-    # closed KILLED), and a command that exits through Ray's aborts (exit 134). Keep the CLI's.
-    handler = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
-    try:
-        _init(configured_address(address), log)
-    finally:
-        if callable(handler):
-            signal.signal(signal.SIGTERM, handler)
+    ray_call(_init, configured_address(address), log, off_main=False)  # ray.init's SIGTERM handler goes again
 
 
 def _init(address: str, log: Callable[[str], None]) -> None:

@@ -13,8 +13,9 @@ import dataclasses
 import difflib
 import os
 import re
+import warnings
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar, get_args, get_origin
 from urllib.parse import urlsplit
 
 import yaml
@@ -48,6 +49,9 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+_WRITTEN = "written"  # the validation context of a config a person wrote (load_config; see _Settings)
+
+
 # The user-info of a URI (`user:password@`, `token@`) inside any text, to hide it when the text is shown.
 _USER_INFO = re.compile(r"(://)[^/@\s]*@")
 
@@ -75,6 +79,37 @@ def _no_password(uri: str | None) -> str | None:
                          "MLFLOW_TRACKING_PASSWORD or MLFLOW_TRACKING_TOKEN, AWS_ACCESS_KEY_ID / "
                          "AWS_SECRET_ACCESS_KEY)")
     return uri
+
+
+# Names MLflow 3 opens a tracking store for (mlflow.tracking._tracking_service.utils registers
+# them; tests/test_bad_input.py compares), read here without importing MLflow. SQLAlchemy's take a
+# driver (`postgresql+psycopg2://`); `uc` and `databricks-uc` are registries, which MLflow refuses
+# as tracking stores. A plugin's schemes (entry points `mlflow.tracking_store`) are added.
+_TRACKING_SCHEMES = ("http", "https", "databricks", "sqlite", "postgresql", "mysql", "mssql")
+
+
+def _mlflow_opens(uri: str) -> str:
+    """Refuse a tracking URI that MLflow cannot open, while the config is read: MLflow itself says
+    so only when the run starts, in a long traceback that names no key."""
+    scheme = uri if uri in ("databricks", "databricks-uc", "uc") else urlsplit(uri).scheme.lower().partition("+")[0]
+    if scheme in _TRACKING_SCHEMES or scheme in _plugin_schemes():
+        return uri
+    if scheme in ("databricks-uc", "uc"):
+        raise ValueError(f"{uri!r} is a Unity Catalog model registry, not a tracking store; use databricks")
+    if scheme in ("", "file"):
+        if os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() in ("true", "1"):
+            return uri
+        raise ValueError(f"{uri!r} is MLflow's file store, which MLflow 3 refuses unless MLFLOW_ALLOW_FILE_STORE=true; "
+                         "use sqlite:///PATH.db (the default: sqlite:///mlflow.db) or a server")
+    raise ValueError(f"MLflow has no tracking store for {scheme}:// (got {uri!r}); use sqlite:///PATH.db, "
+                     "http(s)://HOST:PORT of an MLflow server, databricks, or a database "
+                     "(postgresql://, mysql://, mssql://)")
+
+
+def _plugin_schemes() -> set[str]:
+    from importlib.metadata import entry_points
+
+    return {ep.name for ep in entry_points(group="mlflow.tracking_store")}
 
 
 class DataConfig(_Section):
@@ -119,14 +154,19 @@ def settings_of(section: BaseModel, settings: type[Settings]) -> Settings:
 
 class _Settings(_Section):
     """A section that carries a component's settings: their defaults and each setting's check are
-    the component's own (`hlp.models.settings`), so the config and the model never disagree. A
-    constraint between settings (heads dividing d_k) is met when the model is built: one run fails,
-    not the whole job it belongs to."""
+    the component's own (`hlp.models.settings`), so the config and the model never disagree. Its
+    constraints between settings (heads dividing d_k) are checked on a config a person wrote (the
+    file and `--set`s, `load_config`), so a bad shape fails at once naming its keys; a config a job
+    derives (a reproduction row, a sweep trial's sample) meets them when its model is built: that
+    one run fails, not the whole job it belongs to."""
     component: ClassVar[type]
 
     @model_validator(mode="after")
-    def _component_accepts(self) -> "_Settings":
-        self.component.check_each({f.name: getattr(self, f.name) for f in dataclasses.fields(self.component)})
+    def _component_accepts(self, info: ValidationInfo) -> "_Settings":
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self.component)}
+        self.component.check_each(values)
+        if (info.context or {}).get(_WRITTEN):
+            self.component(**values)  # the component's own checks between settings
         return self
 
 
@@ -244,21 +284,48 @@ class ResourcesConfig(_Section):
         return gpus
 
 
-class TrackingConfig(_Section):
-    uri: str = "sqlite:///mlflow.db"
-    experiment: str = "hlp"
-    enabled: bool = True
+with warnings.catch_warnings():  # `register` is the issue's key; pydantic warns that ABCMeta has a method of that name
+    warnings.filterwarnings("ignore", message='Field name "register"', category=UserWarning)
 
-    _uri_has_no_secret = field_validator("uri")(_no_password)
+    class TrackingConfig(_Section):
+        uri: str = "sqlite:///mlflow.db"
+        experiment: str = "hlp"
+        enabled: bool = True
+        # A registered model's name: each run's model of each domain becomes one version of it
+        # (MLflow's Model Registry), which `hlp predict --model models:/NAME/VERSION` loads.
+        register: str | None = None
+
+        _uri_has_no_secret = field_validator("uri")(_no_password)
+        _uri_mlflow_opens = field_validator("uri")(_mlflow_opens)
 
 
 class SearchParam(_Section):
-    """One dimension of the search space; `int` bounds are inclusive."""
+    """One dimension of the search space; `int` bounds are inclusive. Its own checks are here, so
+    every command refuses a bad one where it was written (the file or the `--set`); what a sweep
+    needs of the whole space (known keys, ASHA's grace period) is `hlp.sweep.space.check_space`."""
 
+    hints: ClassVar[dict[str, str]] = {"choices": "values", "options": "values", "min": "low", "max": "high",
+                                       "lower": "low", "upper": "high", "distribution": "type"}
     type: Literal["float", "logfloat", "int", "categorical"]
     low: float | None = None
     high: float | None = None
     values: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "SearchParam":
+        if self.type == "categorical":
+            if not self.values:
+                raise ValueError("categorical needs a non-empty 'values' list")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError(f"{self.type} needs both low and high, got low {self.low} and high {self.high}")
+        if not self.low < self.high:
+            raise ValueError(f"needs low < high, got low {self.low} and high {self.high}")
+        if self.type == "logfloat" and self.low <= 0:
+            raise ValueError(f"logfloat needs low > 0, got {self.low}")
+        if self.type == "int" and (self.low != int(self.low) or self.high != int(self.high)):
+            raise ValueError(f"int bounds must be integers, got {self.low}, {self.high}")
+        return self
 
 
 class SearchConfig(_Section):
@@ -355,14 +422,20 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None,
         raw = _read_yaml(Path(path))
     overrides = list(overrides or [])
     raw = apply_overrides(raw, overrides)
-    return config_from_dict(raw, source, schema, _set_origins(overrides))
+    return config_from_dict(raw, source, schema, _set_origins(overrides), {_WRITTEN: True})
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
+    if path.is_dir():
+        raise ConfigError(f"{path} is a directory, not a config file: give the YAML file itself")
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a text file (byte {exc.start} is not UTF-8): a config is YAML text") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: malformed YAML: {exc}") from exc
     if raw is None:
@@ -374,10 +447,10 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 def config_from_dict(raw: dict[str, Any], source: str = "<dict>",
                      schema: type[Schema] = ExperimentConfig,  # type: ignore[assignment]
-                     origins: dict[str, str] | None = None) -> Schema:
+                     origins: dict[str, str] | None = None, context: dict[str, Any] | None = None) -> Schema:
     """`origins` (dotted key -> where its value came from) overrides `source` for those keys."""
     try:
-        return schema.model_validate(raw)
+        return schema.model_validate(raw, context=context)
     except ValidationError as exc:
         raise ConfigError(_explain(exc.errors(), source, schema, origins or {})) from None
 
@@ -386,51 +459,67 @@ def _explain(errors: list[dict[str, Any]], source: str, schema: type[BaseModel],
     """Each error under where its value came from: the file, or the `--set` that wrote it."""
     by_origin: dict[str, list[str]] = {}
     for error in errors:
-        by_origin.setdefault(_origin(error, source, origins), []).append(_describe(error, schema))
+        keys, text = _describe(error, schema)
+        by_origin.setdefault(_origin(keys, source, origins), []).append(text)
     return "; ".join(f"{origin}: " + "; ".join(texts) for origin, texts in by_origin.items())
 
 
-def _origin(error: dict[str, Any], source: str, origins: dict[str, str]) -> str:
-    key = ".".join(str(p) for p in error["loc"])
-    written = [k for k in origins if key == k or key.startswith(k + ".")]  # `--set train={...}` wrote train.*
-    return origins[max(written, key=len)] if written else source
+def _origin(keys: list[str], source: str, origins: dict[str, str]) -> str:
+    """The `--set`s that wrote any of `keys` (`--set train={...}` wrote train.*), else the source."""
+    found = []
+    for key in keys:
+        written = [k for k in origins if key == k or key.startswith(k + ".")]
+        if written:
+            found.append(origins[max(written, key=len)])
+    return ", ".join(dict.fromkeys(found)) or source
 
 
-def _describe(error: dict[str, Any], schema: type[BaseModel]) -> str:
+def _describe(error: dict[str, Any], schema: type[BaseModel]) -> tuple[list[str], str]:
+    """(the dotted keys at fault, the text): a check of a whole section names its own keys."""
     loc = [str(p) for p in error["loc"]]
     key = ".".join(loc)
     if error["type"] == "extra_forbidden":
         hint = _closest_key(loc, schema)
-        return f"unknown key {key!r}" + (f" (did you mean {hint!r}?)" if hint else "")
+        return [key], f"unknown key {key!r}" + (f" (did you mean {hint!r}?)" if hint else "")
     if error["type"] == "value_error":
         text = error["msg"].removeprefix("Value error, ")
+        section = _section(loc, schema)
+        fields = set(getattr(section, "model_fields", ()))
         name, _, rest = text.partition(" ")
-        if name in _section_fields(loc, schema):  # a component's own check, which names its field
-            return f"{key}.{name}: {rest}"
+        if name in fields:  # a component's own check, which names its field
+            return [f"{key}.{name}"], f"{key}.{name}: {rest}"
+        named = [n for n in re.findall(r"\b(\w+)=", text) if n in fields]
+        if named and issubclass(section, _Settings):  # between settings: "d_k=30 ... heads=4"
+            return [f"{key}.{n}" for n in named], re.sub(
+                r"\b(\w+)=", lambda m: f"{key}.{m[1]}=" if m[1] in fields else m[0], text)
+        return [key], text if text.startswith(key) else f"{key}: {text}"
     shown = error.get("input")
     if _has_user_info(shown):
         shown = "<a URI with user-info, not shown>"
-    return f"{key}: {error['msg']} (got {shown!r})"
+    return [key], f"{key}: {error['msg']} (got {shown!r})"
 
 
-def _section_fields(loc: list[str], schema: type[BaseModel]) -> set[str]:
+def _section(loc: list[str], schema: type[BaseModel]) -> type[BaseModel] | None:
+    """The section (model class) at `loc`, through mappings of sections (`search.space.<key>`)."""
     section: type[BaseModel] = schema
-    for part in loc:
+    parts = iter(loc)
+    for part in parts:
         field = section.model_fields.get(part)
-        if field is None or not isinstance(field.annotation, type):
-            return set()
-        section = field.annotation
-    return set(getattr(section, "model_fields", ()))
+        kind = field.annotation if field is not None else None
+        if get_origin(kind) is dict:
+            kind = get_args(kind)[1] if next(parts, None) is not None else None
+        if not (isinstance(kind, type) and issubclass(kind, BaseModel)):
+            return None
+        section = kind
+    return section
 
 
 def _closest_key(loc: list[str], schema: type[BaseModel]) -> str | None:
-    section: type[BaseModel] = schema
-    for part in loc[:-1]:
-        field = section.model_fields.get(part)
-        if field is None or not isinstance(field.annotation, type):
-            return None
-        section = field.annotation
-    match = difflib.get_close_matches(loc[-1], list(section.model_fields), n=1, cutoff=0.5)
+    section = _section(loc[:-1], schema)
+    if section is None:
+        return None
+    hinted = getattr(section, "hints", {}).get(loc[-1])  # a name other tools use (`choices` for `values`)
+    match = [hinted] if hinted else difflib.get_close_matches(loc[-1], list(section.model_fields), n=1, cutoff=0.5)
     return ".".join([*loc[:-1], match[0]]) if match else None
 
 

@@ -7,6 +7,7 @@ plain `./mlruns` file store is refused by MLflow 3 unless explicitly allowed.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -17,7 +18,11 @@ from typing import Any
 _MAX_PARAM = 6000  # MLflow's limit on a param value's length
 _PROBE_TIMEOUT_S = 5  # a reachable server answers a one-row search well within this
 # Tags that say how a run ended the last time; a reopened run is running again, so they go.
-_END_TAGS = ("stopped_early",)
+_END_TAGS = ("stopped_early", "stopped_at_epoch")
+# MLflow 3's UI reads this tag to open an experiment as model training (runs, metrics, models);
+# without it, it opens a GenAI project (traces, judges). Its values, from the UI's own bundle:
+# genai_development, custom_model_development, finetuning, ...
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 
 
 class TrackingError(RuntimeError):
@@ -25,10 +30,12 @@ class TrackingError(RuntimeError):
 
 
 def check_reachable(uri: str) -> None:
-    """Fail in seconds, naming the URI, rather than after MLflow's minutes of HTTP retries.
+    """Fail in seconds, naming tracking.uri, rather than after MLflow's minutes of HTTP retries
+    or in its traceback from the first run (a database driver missing, credentials refused).
 
     The probe is the client's own request (one experiment search), so the credentials that
-    MLflow reads from the environment (MLFLOW_TRACKING_USERNAME/PASSWORD/TOKEN) apply to it.
+    MLflow reads from the environment (MLFLOW_TRACKING_USERNAME/PASSWORD/TOKEN) apply to it. A
+    file store is not probed: opening one creates it.
     """
     uri = absolute_uri(uri)
     if uri.startswith("sqlite:///"):
@@ -36,7 +43,7 @@ def check_reachable(uri: str) -> None:
         if not folder.is_dir():
             raise TrackingError(f"tracking.uri {uri}: folder {folder} does not exist")
         return
-    if not uri.startswith(("http://", "https://")):
+    if "://" not in uri and uri != "databricks" or uri.startswith("file:"):
         return
     from mlflow.environment_variables import (
         MLFLOW_HTTP_REQUEST_MAX_RETRIES,
@@ -47,8 +54,10 @@ def check_reachable(uri: str) -> None:
     os.environ.update({MLFLOW_HTTP_REQUEST_MAX_RETRIES.name: "0", MLFLOW_HTTP_REQUEST_TIMEOUT.name: str(_PROBE_TIMEOUT_S)})
     try:
         _client(uri).search_experiments(max_results=1)
+    except TrackingError:
+        raise
     except Exception as exc:  # connection refused, DNS, TLS, 401/403, 5xx: all mean "cannot track here"
-        raise TrackingError(f"MLflow tracking server {uri} cannot be used: {_first_line(exc)}") from None
+        raise TrackingError(f"tracking.uri {uri}: the MLflow store cannot be used: {_reason(exc)}") from None
     finally:
         for name, value in saved.items():
             if value is None:
@@ -58,9 +67,40 @@ def check_reachable(uri: str) -> None:
 
 
 def _client(uri: str):
+    """MLflow's client of the store. MLflow opens the store right here, so one it cannot open (a
+    database driver not installed, a file store MLflow 3 refuses) is named by key, not traced."""
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(tracking_uri=absolute_uri(uri))
+    uri = absolute_uri(uri)
+    try:
+        return MlflowClient(tracking_uri=uri)
+    except Exception as exc:
+        raise TrackingError(f"tracking.uri {uri}: MLflow cannot open this store: {_reason(exc)}") from None
+
+
+def _reason(exc: Exception) -> str:
+    """Why a store cannot be used, in words: MLflow's own text of a refused connection is 300
+    characters of urllib3 internals."""
+    text = str(exc)
+    if "NameResolutionError" in text or "Name or service not known" in text:
+        return "its host name does not resolve"
+    if "Connection refused" in text or "NewConnectionError" in text:
+        return "nothing answers there (connection refused); is the MLflow server running?"
+    if "timed out" in text.lower():
+        return f"no answer within {_PROBE_TIMEOUT_S} s"
+    return _first_line(exc)
+
+
+def _experiment(client, uri: str, name: str) -> str:
+    """The experiment's id, creating it if needed, with the kind tag by which MLflow's UI opens a
+    training project (runs, metrics, models) rather than a GenAI one (traces, judges)."""
+    found = client.get_experiment_by_name(name)
+    if found is None:
+        return client.create_experiment(name, artifact_location=artifact_location(uri, name), tags=EXPERIMENT_KIND)
+    if any(k not in found.tags for k in EXPERIMENT_KIND):  # made before hlp tagged its experiments; a kind the user set stays
+        for key, value in EXPERIMENT_KIND.items():
+            client.set_experiment_tag(found.experiment_id, key, value)
+    return found.experiment_id
 
 
 def _first_line(exc: Exception) -> str:
@@ -150,14 +190,16 @@ class Tracker:
         if not enabled:
             return
         self.client = _client(uri)
-        found = self.client.get_experiment_by_name(experiment)
-        experiment_id = found.experiment_id if found else self.client.create_experiment(
-            experiment, artifact_location=artifact_location(uri, experiment))
+        experiment_id = _experiment(self.client, uri, experiment)
         self.run_id = reuse_run_id or self._find(experiment_id, parent_run_id, reuse_tag)
         if self.run_id:
             self._reopen()
             return
-        all_tags = {"mlflow.runName": run_name, "git_commit": git_commit(), **tags}
+        commit = git_commit()
+        # mlflow.source.*: what the runs table's Source column shows (the fluent API's own tags)
+        all_tags = {"mlflow.runName": run_name, "git_commit": commit, "mlflow.source.name": "hlp",
+                    "mlflow.source.type": "LOCAL", **({"mlflow.source.git.commit": commit} if commit != "unknown" else {}),
+                    **tags}
         if parent_run_id:
             all_tags["mlflow.parentRunId"] = parent_run_id
         self.run_id = self.client.create_run(experiment_id, tags=all_tags, run_name=run_name).info.run_id
@@ -206,6 +248,18 @@ class Tracker:
             for start in range(0, len(batch), 500):
                 self.client.log_batch(self.run_id, metrics=batch[start : start + 500])
 
+    def log_inputs(self, inputs: list) -> None:
+        """The run's data (`hlp.data.inputs.DataInput`s) as MLflow dataset inputs, with their
+        context; MLflow keeps one of each (name, digest, context), so a reopened run adds none."""
+        if self.enabled and inputs:
+            from mlflow.entities import Dataset, DatasetInput, InputTag
+            from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+            self.client.log_inputs(self.run_id, datasets=[DatasetInput(
+                Dataset(i.name, i.digest, "s3" if i.source.startswith("s3://") else "local",
+                        json.dumps({"uri": i.source}), profile=json.dumps(i.profile)),
+                tags=[InputTag(MLFLOW_DATASET_CONTEXT, i.context)]) for i in inputs])
+
     def set_tags(self, tags: dict[str, str]) -> None:
         if self.enabled:
             from mlflow.entities import RunTag
@@ -216,21 +270,33 @@ class Tracker:
         if self.enabled:
             self.client.log_artifact(self.run_id, str(path), artifact_path)
 
-    def close_children(self, stopped_trials: set[str], status: str = "KILLED") -> int:
-        """Mark the child runs of trials that ASHA stopped, and any child still RUNNING (on an
-        interrupted sweep: its trials and final runs), as stopped early. Whether a stopped
-        trial's own handler got to end its run first (as FAILED, when Tune interrupts it) is a
-        race, so Tune's word decides, not the run status."""
+    def _children(self) -> list:
+        experiment_id = self.client.get_run(self.run_id).info.experiment_id
+        return self.client.search_runs([experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{self.run_id}'")
+
+    def close_children(self, status: str = "KILLED") -> int:
+        """End every child run still RUNNING with `status`: on an interrupted sweep, its trials
+        and final runs end KILLED with it. The number ended."""
         if not self.enabled:
             return 0
-        experiment_id = self.client.get_run(self.run_id).info.experiment_id
-        query = f"tags.`mlflow.parentRunId` = '{self.run_id}'"
-        stopped = set(stopped_trials) - {None}  # a final run has no trial_id
-        runs = [r for r in self.client.search_runs([experiment_id], filter_string=query)
-                if r.info.status == "RUNNING" or r.data.tags.get("trial_id") in stopped]
-        for run in runs:
-            self.client.set_tag(run.info.run_id, "stopped_early", "true")
+        running = [r for r in self._children() if r.info.status == "RUNNING"]
+        for run in running:
             self.client.set_terminated(run.info.run_id, status)
+        return len(running)
+
+    def end_stopped_trials(self, stopped: dict[str, int]) -> int:
+        """The trials that ASHA stopped (trial id -> the epoch each reached) end FINISHED, tagged
+        `stopped_early` and `stopped_at_epoch`: they ran as asked, and KILLED is for Ctrl-C. Tune
+        stops such a trial by ending its thread, which its own handler may record first as an
+        interrupt: Tune's word decides. The number marked."""
+        if not self.enabled or not stopped:
+            return 0
+        runs = [r for r in self._children() if r.data.tags.get("trial_id") in stopped]
+        for run in runs:
+            epoch = stopped[run.data.tags["trial_id"]]
+            self.client.set_tag(run.info.run_id, "stopped_early", "true")
+            self.client.set_tag(run.info.run_id, "stopped_at_epoch", str(epoch))
+            self.client.set_terminated(run.info.run_id, "FINISHED")
         return len(runs)
 
     def delete_children(self, tag: str, keep: set[str]) -> dict[str, str]:
@@ -238,9 +304,7 @@ class Tracker:
         MLflow's delete is a soft one (`mlflow runs restore --run-id ID` brings a run back)."""
         if not self.enabled:
             return {}
-        experiment_id = self.client.get_run(self.run_id).info.experiment_id
-        query = f"tags.`mlflow.parentRunId` = '{self.run_id}'"
-        gone = {r.data.tags[tag]: r.info.run_id for r in self.client.search_runs([experiment_id], filter_string=query)
+        gone = {r.data.tags[tag]: r.info.run_id for r in self._children()
                 if tag in r.data.tags and r.data.tags[tag] not in keep}
         for run_id in gone.values():
             self.client.delete_run(run_id)

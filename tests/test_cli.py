@@ -12,7 +12,10 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
+from hlp.config import load_config
+from hlp.data.datasets import load_dataset_for
 from hlp.data.synth import SynthSpec, write_synthetic
+from hlp.train.runs import run_inputs
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 WIDE = {"COLUMNS": "300"}  # Rich wraps stderr at 80 columns in a pipe; a path then stays on one line
@@ -107,11 +110,21 @@ def test_evaluate_names_missing_extra_and_misaligned_videos(trained, synth_root)
 
 
 @pytest.mark.slow
-def test_train_logs_to_mlflow(trained):
+def test_train_logs_to_mlflow(trained, synth_root):
     client = MlflowClient(tracking_uri=f"sqlite:///{trained / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("cli-test")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI's training view
     [run] = client.search_runs([experiment.experiment_id])
     assert run.info.status == "FINISHED"
+    # The data, as dataset inputs: each domain in each context, the digest that of the data and the split.
+    inputs = {(i.dataset.name, i.tags[0].value): i.dataset for i in run.inputs.dataset_inputs}
+    assert set(inputs) == {(f"youtube/{d}", c) for d in ("synth_a", "synth_b") for c in ("training", "validation", "test")}
+    assert json.loads(inputs[("youtube/synth_a", "validation")].profile) == {"videos": 7, "clips": 124, "seeds": 2, "folds": 2}
+    assert json.loads(inputs[("youtube/synth_a", "training")].source) == {"uri": str(synth_root)}
+    cfg = load_config(EXPERIMENTS / "quickstart.yaml", [f"data.root={synth_root}", "eval.selection=kfold", "eval.folds=2"])
+    again = {(i.name, i.context): i.digest for i in run_inputs(cfg, load_dataset_for(cfg.data), [0, 1])}
+    assert {k: d.digest for k, d in inputs.items()} == again
+    assert again != {(i.name, i.context): i.digest for i in run_inputs(cfg, load_dataset_for(cfg.data), [0, 2])}
     assert run.data.params["loss.lambda_hpcl"] == "0.3"
     assert run.data.tags["variant"] == "co_av" and run.data.tags["dataset"] == "youtube"
     history = client.get_metric_history(run.info.run_id, "seed0.fold0.synth_a.loss_hpcl")
@@ -251,3 +264,37 @@ def test_runs_refuses_a_missing_store_and_credentials_in_the_uri(tmp_path):
     token = hlp("runs", "--tracking-uri", "http://tok3n-xyz@127.0.0.1:5000", cwd=tmp_path, check=False, env=WIDE)
     assert token.returncode == 2 and "MLFLOW_TRACKING_TOKEN" in token.stderr, token.stderr
     assert "tok3n-xyz" not in token.stdout + token.stderr
+
+
+def test_runs_shows_every_name_whole_at_80_columns_and_more_columns_when_wider(tmp_path):
+    """Issue 23: at 80 columns every name was cut to 8 characters (`hpcl-sw…`)."""
+    import re
+
+    from hlp.tracking import Tracker
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    names = {"hpcl-sweep": ("sweep-hpcl-youtube-umt-seeds-0-1", "hpcl-sweep-defaults-final-run"),
+             "youtube-quickstart": ("quickstart-youtube-co-av-carve",)}
+    for experiment, runs in names.items():
+        for name in runs:
+            run = Tracker(uri, experiment, name, {})
+            run.log_metrics({"mean_test_map": 0.61234, "mean_val_map": 0.5, "best_test_map": 0.7})
+            run.finish("FINISHED")
+    wanted = [name for runs in names.values() for name in runs]
+
+    def listed(columns: int) -> tuple[str, list[str]]:
+        text = hlp("runs", "--tracking-uri", uri, cwd=tmp_path, env={"COLUMNS": str(columns)}).stdout
+        header = next(line for line in text.splitlines() if "run" in line and "status" in line)
+        return text, [cell.strip() for cell in re.split("[┃|]", header)[1:-1]]
+
+    narrow, narrow_columns = listed(80)
+    assert all(len(line) <= 80 for line in narrow.splitlines()), narrow
+    assert all(name in narrow for name in wanted), narrow  # each name whole, on one line
+    assert "…" not in narrow.split("left out")[0], narrow  # nothing in the table is cut
+    assert narrow_columns[:2] == ["run", "status"], narrow_columns
+    wide, wide_columns = listed(200)
+    assert all(name in wide for name in wanted)
+    assert set(narrow_columns) < set(wide_columns), (narrow_columns, wide_columns)  # wider: more columns
+    assert wide_columns == ["experiment", "run", "status", "started", "mean_test_map", "mean_val_map",
+                            "best_test_map"], wide_columns
+    assert "left out at 80 columns: " in narrow and "left out" not in wide

@@ -16,7 +16,7 @@ import hlp
 
 PACKAGE = Path(hlp.__file__).parent
 # Each part may import only parts of a lower rank (and itself): the order of hlp/__init__.py.
-RANK = {"models": 0, "storage": 1, "tracking": 1, "plots": 1, "cluster": 1, "config": 2, "data": 3, "placement": 3,
+RANK = {"models": 0, "interrupts": 0, "storage": 1, "tracking": 1, "plots": 1, "cluster": 1, "config": 2, "data": 3, "placement": 3,
         "evaluate": 4, "extract": 5, "train": 6, "sweep": 7, "predict": 7, "reproduce": 7, "cli": 8}
 
 

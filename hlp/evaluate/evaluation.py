@@ -51,7 +51,7 @@ def evaluate_scores(dataset: Dataset, protocol: str, scores: Mapping[str, Sequen
     extra = sorted(set(scores) - {vid for ids in split.values() for vid in ids})
     if extra:
         raise ScoresError(f"extra video id(s) that are not in the {protocol} test split: {extra}")
-    result: dict[str, float] = {}
+    result: dict[str, float] = {}  # never empty: _domains_of refuses a file without a video of the dataset
     for domain, ids in split.items():
         missing = [vid for vid in ids if vid not in scores]
         if missing:
@@ -59,11 +59,19 @@ def evaluate_scores(dataset: Dataset, protocol: str, scores: Mapping[str, Sequen
         for vid in ids:
             _check_scores(dataset.videos[vid], scores[vid])
         result[domain] = domain_map([dataset.videos[v] for v in ids], {v: np.asarray(scores[v], float) for v in ids})
-    return {"domains": result, "mean": float(np.mean(list(result.values()))) if result else 0.0}
+    return {"domains": result, "mean": float(np.mean(list(result.values())))}
 
 
 def _domains_of(dataset: Dataset, scores: Mapping[str, Sequence[float]]) -> set[str]:
+    """The scored domains; none at all is refused, since a mean over no video is made up (it read 0)."""
+    if not scores:
+        raise ScoresError(f"no scored video: the file holds no video id (expected {{video_id: [score per clip]}} "
+                          f"for the {dataset.name} test videos)")
     unknown = [vid for vid in scores if vid not in dataset.videos]
+    if len(unknown) == len(scores):
+        shown = ", ".join(repr(v) for v in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        raise ScoresError(f"no scored video of {dataset.name}: none of its {len(unknown)} video id(s) ({shown}) is a "
+                          f"{dataset.name} video with features; are these scores of another dataset?")
     if unknown:
         raise ScoresError(f"extra video id(s) not in the {dataset.name} test data with features: {unknown}")
     return {dataset.videos[vid].domain for vid in scores}

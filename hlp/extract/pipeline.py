@@ -9,13 +9,15 @@ skips `done` videos, so an interrupted job resumes without redoing or duplicatin
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from hlp.cluster import ensure_ray
+from hlp.cluster import ensure_ray, verbose
 from hlp.data.feature_store import Clips, FeatureStore
 from hlp.extract.config import ExtractionConfig
 from hlp.extract.embedding import ClipEmbedder
@@ -62,13 +64,68 @@ def run_extraction(cfg: ExtractionConfig, log: Callable[[str], None] = print,
     # What an interrupted run left of the pending videos goes first (here, once, not in a decode
     # task that Ray may retry while its earlier chunks are already counted).
     store.clear_videos([v.video_id for v in pending])
-    finished = _stream(cfg, store, pending, progress) if pending else {}
+    if pending:
+        with _ray_data_output(log):
+            finished = _stream(cfg, store, pending, progress)
+    else:
+        finished = {}
     failed = {vid: e["reason"] for vid, e in finished.items() if e["status"] == "failed"}
     for vid, reason in failed.items():
         log(f"failed: {vid}: {reason}")
     return {"store": cfg.output, "videos": len(inputs), "already_done": len(inputs) - len(pending),
             "done": len(finished) - len(failed), "failed": failed,
             "clips": sum(e.get("clips", 0) for e in finished.values()), "seconds": round(time.time() - started, 1)}
+
+
+@contextmanager
+def _ray_data_output(log: Callable[[str], None]) -> Iterator[None]:
+    """Without --verbose, Ray Data says nothing on the console below ERROR: not its start, its
+    per-operator progress every few seconds, its "execution finished", nor its own progress bars
+    (hlp's bar counts the videos). Its log file (logs/ray-data in Ray's session folder) keeps
+    everything. One line of it hlp says itself: the execution plan, which shows that decoding
+    is a stage of its own, not fused into the model actors. A RAY_DATA_LOGGING_CONFIG of the
+    user's own is theirs, and is left alone."""
+    import os
+
+    import ray.data  # configures the "ray.data" logger
+    from ray.data._internal import logging as data_logging
+
+    if verbose():
+        yield
+        return
+    context = ray.data.DataContext.get_current()
+    bars = context.enable_progress_bars
+    context.enable_progress_bars = False
+    console = data_logging.DEFAULT_CONFIG.get("handlers", {}).get("console", {})
+    level = console.get("level")
+    own_config = os.environ.get(data_logging.RAY_DATA_LOGGING_CONFIG_ENV_VAR_NAME) is None and "level" in console
+    if own_config:
+        console["level"] = "ERROR"  # read again each time Ray Data configures its logger (per dataset)
+        data_logging.configure_logging()
+    plan = _PlanLine(log)
+    executor = logging.getLogger("ray.data._internal.execution.streaming_executor")  # where Ray logs the plan
+    executor.addHandler(plan)
+    try:
+        yield
+    finally:
+        executor.removeHandler(plan)
+        context.enable_progress_bars = bars
+        if own_config:
+            console["level"] = level
+            data_logging.configure_logging()
+
+
+class _PlanLine(logging.Handler):
+    """Says Ray Data's "Execution plan of Dataset ...: A -> B -> C" as hlp's own `plan: A -> B -> C`."""
+
+    def __init__(self, log: Callable[[str], None]) -> None:
+        super().__init__(logging.INFO)
+        self._log = log
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message.startswith("Execution plan of Dataset"):
+            self._log(f"Ray Data plan: {message.partition(': ')[2]}")
 
 
 def _stream(cfg: ExtractionConfig, store: FeatureStore, pending: list[VideoInput],

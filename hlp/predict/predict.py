@@ -30,14 +30,14 @@ class Segment:
 
 
 def predict(video: str, checkpoint: str, top_k: int | None = None, threshold: float | None = None,
-            device: str = "cpu") -> dict:
-    loaded = model_file.load(checkpoint)
+            device: str = "cpu", loaded: ModelFile | None = None) -> dict:
+    """`loaded`: the model, when the caller read it (`--model` resolves a URI to its model file);
+    `checkpoint` then names where it came from."""
+    loaded = model_file.load(checkpoint) if loaded is None else loaded
     features = _check_features(loaded, checkpoint)
     clip_index, start_s, end_s, visual, audio, has_audio = _extract(video, features, device)
     vid = os.path.splitext(os.path.basename(video))[0]
-    clip_video = Video(vid, loaded.domain, visual, audio, np.zeros(len(visual), bool))
-    scores = score_video(loaded.model.to(device), clip_video, loaded.scoring, loaded.window,
-                         loaded.stride)
+    scores = score_clips(loaded, visual, audio, vid, device)
     chosen = select(scores, top_k, threshold)
     segments = merge(chosen, scores, start_s, end_s)
     return {
@@ -49,6 +49,16 @@ def predict(video: str, checkpoint: str, top_k: int | None = None, threshold: fl
                   for i, s, e, p in zip(clip_index, start_s, end_s, scores)],
         "segments": [vars(seg) for seg in segments],
     }
+
+
+def score_clips(loaded: ModelFile, visual: np.ndarray, audio: np.ndarray, video_id: str = "clips",
+                device: str = "cpu") -> np.ndarray:
+    """The score of each clip of one video from its (T, Dv) and (T, Da) features, with the scoring
+    the model file records (full, or sliding windows and stride): `hlp predict` and the MLflow
+    Model (hlp/predict/mlflow_pyfunc.py) both score through here, so they agree by construction."""
+    clip_video = Video(video_id, loaded.domain, np.asarray(visual, np.float32), np.asarray(audio, np.float32),
+                       np.zeros(len(visual), bool))
+    return score_video(loaded.model.to(device), clip_video, loaded.scoring, loaded.window, loaded.stride)
 
 
 def _check_features(model_file: ModelFile, checkpoint: str) -> dict:

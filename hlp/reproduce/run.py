@@ -65,7 +65,7 @@ def run_reproduce(rc: ReproduceConfig, output: Path, progress: Progress | None =
     units = units_of(cells, exp.train.seeds)
     output.mkdir(parents=True, exist_ok=True)
     store = UnitStore(output)
-    runs = ReproduceRuns(rc, tables, cells, output)
+    runs = ReproduceRuns(rc, tables, cells, output, datasets)
     pending = [u for u in units if not store.done(u.key)]
     log(f"{len(cells)} cells, {len(units)} runs ({len(units) - len(pending)} already finished, "
         f"{len(pending)} to do)")

@@ -8,9 +8,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from hlp.config import TrackingConfig, flatten
+from hlp.data.inputs import video_digests
 from hlp.reproduce.config import ReproduceConfig
 from hlp.reproduce.tables import Cell, Table, owners
 from hlp.tracking import Tracker, end_status
+from hlp.train.runs import run_inputs
 
 
 def _slot(cell: Cell) -> str:
@@ -27,8 +29,13 @@ class ReproduceRuns:
     curves, the others name it in their `trained_in` tag; every cell run gets its own summary.
     """
 
-    def __init__(self, rc: ReproduceConfig, tables: list[Table], cells: list[Cell], output: Path) -> None:
+    def __init__(self, rc: ReproduceConfig, tables: list[Table], cells: list[Cell], output: Path,
+                 datasets: dict | None = None) -> None:
+        """`datasets`: benchmark name -> {"dataset": ...}, read by the preflight: each new cell
+        run records the data it trains on (dataset inputs)."""
         t = rc.experiment.tracking
+        self.datasets, self.seeds = datasets or {}, rc.experiment.train.seeds
+        self.digests: dict[str, dict[str, str]] = {}
         self.path = output / "mlflow_runs.json"
         state = json.loads(self.path.read_text()) if self.path.exists() else {"tables": {}, "cells": {}}
         common = {"reproduce": rc.name}
@@ -53,6 +60,10 @@ class ReproduceRuns:
                           reuse_run_id=known.get(_slot(cell)))
         if _slot(cell) not in known:
             tracker.log_params(flatten(cell.config))
+            if cell.benchmark.name in self.datasets:
+                dataset = self.datasets[cell.benchmark.name]["dataset"]
+                digests = self.digests.setdefault(dataset.name, video_digests(dataset))
+                tracker.log_inputs(run_inputs(cell.config, dataset, self.seeds, digests=digests))
         return tracker
 
     def cell_run(self, cell: Cell) -> str | None:

@@ -40,7 +40,8 @@ class DropFinishedTrials(Callback):
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         name = f"{self.sweep_name}-{trial.trial_id}"
         last = trial.last_result or {}
-        ended = {"val_map": last.get("val_map", float("nan")), "stopped_early": not last.get("final")}
+        ended = {"val_map": last.get("val_map", float("nan")), "stopped_early": not last.get("final"),
+                 "epoch": last.get("epoch", last.get("stopped_at_epoch"))}
         drop_checkpoints(trial.storage.storage_filesystem, trial.storage.trial_fs_path, ended)
         remove(f"{self.storage_path}/{name}")
 

@@ -32,10 +32,8 @@ import ray
 from hlp.config import ExperimentConfig, config_from_dict
 from hlp.placement import unplaced, worker_resources
 from hlp.tracking import Tracker
-from hlp.train.progress import EpochLine
 from hlp.train.runs import (
     epoch_metrics,
-    mean_loss,
     mean_over_replicas,
     replica_name,
     replica_splits,
@@ -43,6 +41,7 @@ from hlp.train.runs import (
     workers_key,
 )
 
+NOTE = "note"  # a report's key for what the trial says to the person watching (a restart), beside the metrics
 PROGRESS = "trial.json"  # the epoch and the per-domain curves of the replicas' mean, beside each replica's state
 # What a dead replica's stream raises: its process or its node is gone (other errors are the
 # trial's own and fail it at once).
@@ -103,12 +102,15 @@ def selected(result) -> dict:
 
 def run_replicas(cfg: ExperimentConfig, replicas: list[dict], tracker: Tracker, dataset, name: str,
                  log=print) -> dict[str, dict]:
-    """Train the trial's replicas side by side; the first replica's selections (`selected`)."""
+    """Train the trial's replicas side by side; the first replica's selections (`selected`).
+    What the trial has to say goes to the sweep's driver with its next report to Tune (`NOTE`),
+    which prints it (`hlp.sweep.trial.EpochLines`); `log` is no longer used."""
     res = cfg.resources
     need = worker_resources(res)
     tracker.set_tags({"replicas": ", ".join(replica_name(r) for r in replicas)})
     streams: list = []
     attempt = 0
+    notes: list[str] = []
     try:
         while True:
             resume = _latest_checkpoint(len(replicas))
@@ -122,14 +124,14 @@ def run_replicas(cfg: ExperimentConfig, replicas: list[dict], tracker: Tracker, 
                 cfg.model_dump(), replica, states[rank], dataset, rank > 0) for rank, replica in enumerate(replicas)]
             try:
                 tracker.set_tags({"worker_node_id": _started(cfg, streams)})
-                return _lockstep(cfg, replicas, streams, tracker, (resume or {}).get("objective", {}), name, log)
+                return _lockstep(cfg, replicas, streams, tracker, (resume or {}).get("objective", {}), name, notes)
             except LOST as exc:
                 _stop(streams)
                 attempt += 1
                 if attempt > res.max_failures:
                     raise
-                log(f"trial {name}: a replica's process was lost ({type(exc).__name__}); the replicas restart "
-                    f"from the latest checkpoint ({attempt} of resources.max_failures {res.max_failures})")
+                notes.append(f"a replica's process was lost ({type(exc).__name__}); the replicas restart "
+                             f"from the latest checkpoint ({attempt} of resources.max_failures {res.max_failures})")
     finally:
         _stop(streams)
 
@@ -146,11 +148,12 @@ def _started(cfg: ExperimentConfig, streams: list) -> str:
 
 
 def _lockstep(cfg: ExperimentConfig, replicas: list[dict], streams: list, tracker: Tracker,
-              objective: dict[str, list[float]], name: str, log) -> dict[str, dict]:
+              objective: dict[str, list[float]], name: str, notes: list[str]) -> dict[str, dict]:
+    """Pair the replicas' epochs and report each to Tune; the sweep's driver prints the epoch
+    lines from those reports (and `notes`, sent with the next one)."""
     from ray import tune
 
     last = cfg.train.epochs
-    line = EpochLine(f"trial {name}", last)
     while True:
         first = ray.get(next(streams[0]))
         if "results" in first:  # the others follow the first: what they would still do is not needed
@@ -162,12 +165,16 @@ def _lockstep(cfg: ExperimentConfig, replicas: list[dict], streams: list, tracke
             if key.endswith(".val_map") and key.count(".") == 1 and (epoch > 0 or last == 0):
                 objective.setdefault(key, []).append(value)
         tracker.log_metrics(metrics, step=epoch)
-        log(line(epoch, mean_loss(metrics), metrics.get("val_map")))
+        said = {NOTE: "; ".join(notes)} if notes else {}
+        notes.clear()
         states = [item["state"] for item in items]
-        # ASHA reads "epoch" (its time_attr) beside the mean it judges.
+        # ASHA reads "epoch" (its time_attr) beside the mean it judges; the last epoch goes
+        # without it, so ASHA never stops a trial that has trained every epoch before its final
+        # report (a rung at the last epoch saves nothing, and the trial would end unrecorded).
         with tempfile.TemporaryDirectory() as tmp:
             checkpoint = _checkpoint(Path(tmp), epoch, states, objective) if states[0] is not None else None
-            tune.report({"epoch": epoch, **metrics}, checkpoint=checkpoint)
+            tune.report({**({"epoch": epoch} if epoch < last else {"last_epoch": epoch}), **metrics, **said},
+                        checkpoint=checkpoint)
     # Per domain the best epoch of the replicas' mean curve, as eval.selection kfold chooses it.
     best_val = float(np.mean([max(curve) for curve in objective.values()])) if objective else float("nan")
     # Not "done": Tune reads that key as "trial finished". No "epoch": ASHA passes over this report.

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import threading
 from collections.abc import Callable
 from functools import partial
@@ -34,21 +33,24 @@ from ray.tune.error import TuneError
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
-from hlp.cluster import ensure_ray
+from hlp.cluster import ensure_ray, verbose
 from hlp.config import ExperimentConfig, config_from_dict, flatten, set_dotted, to_yaml
 from hlp.data.datasets import Dataset, changes_read
 from hlp.evaluate.evaluation import video_aps
 from hlp.evaluate.paired import HOLDS, REVERSED, TOO_FEW, UNRESOLVED, compare
+from hlp.interrupts import ray_call
 from hlp.placement import PlacementError, alive_nodes, check_placeable, runs_at_once, worker_resources
 from hlp.storage import kept_lines, ray_storage
 from hlp.sweep.concurrency import ClusterLimiter, StopWhenUnplaceable, placement_error, trial_workers
 from hlp.sweep.keep import DropFinishedTrials, forget_lost_trials
 from hlp.sweep.figures import optuna_figures
 from hlp.sweep.space import check_space, tune_space
-from hlp.sweep.trial import trial
+from hlp.sweep.trial import EpochLines, trial
 from hlp.tracking import Tracker, local_store, run_tags
+from hlp.train.progress import labelled
 from hlp.train.ray_train import run_key
 from hlp.train.run import preflight
+from hlp.train.runs import run_inputs
 
 # A trial's own process reserves no CPU: its replica tasks ask for the CPUs (and GPUs) they
 # train on, and it only pairs their epochs (a 2-CPU machine must hold a 2-seed trial). Tune
@@ -71,6 +73,7 @@ def run_sweep(cfg: ExperimentConfig, output: Path, resume: bool,
     with parent:  # FINISHED, FAILED, or KILLED on an interrupt
         try:
             parent.log_params(flatten(cfg))
+            parent.log_inputs(run_inputs(cfg, dataset, cfg.search.seeds))  # its trials' data, and the finals' test
             (output / "config.yaml").write_text(to_yaml(cfg))
             ensure_ray(cfg.resources.address)
             check_placeable(cfg.resources, *trial_workers(cfg), log)
@@ -79,7 +82,7 @@ def run_sweep(cfg: ExperimentConfig, output: Path, resume: bool,
             grid = search(cfg, parent.run_id, resume, log, dataset)
             summary = _report(cfg, grid, output, parent, train, log, dataset)
         except BaseException:
-            parent.close_children(set())  # trials and final runs still running end KILLED with the sweep
+            parent.close_children()  # trials and final runs still running end KILLED with the sweep
             raise
     for line in kept_lines({"the sweep's state (Tune; --resume reads it)": sweep_path(cfg),
                             "the sweep's outputs": str(output), **local_store(cfg.tracking.uri, cfg.tracking.experiment)}):
@@ -98,9 +101,11 @@ def search(cfg: ExperimentConfig, parent_run_id: str | None, resume: bool = Fals
     `dataset`, when given, goes into the object store once and every trial's workers read it there,
     unless the space searches a key that changes what is read (then each trial reads its own).
 
-    Ctrl-C raises KeyboardInterrupt out of the search: Tune's own handler would instead end the
-    search as if it were complete, and the sweep would go on to train its final runs."""
+    Ctrl-C raises out of the search (`hlp.interrupts`). Tune's own handler, which would end the
+    search as if it were complete (the sweep would go on to its final runs), stays off where the
+    search is called in the main thread without the CLI."""
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+    _quiet_optuna()
     # Keeping one checkpoint per trial makes Tune save its state at each checkpoint, and warn that
     # it does when epochs are short; that save is what keeps a resumed sweep from reading a
     # deleted checkpoint, so it stays, and the warning goes.
@@ -114,17 +119,21 @@ def search(cfg: ExperimentConfig, parent_run_id: str | None, resume: bool = Fals
     path = f"{storage_path.rstrip('/')}/{cfg.name}-sweep"
     if resume and tune.Tuner.can_restore(path, storage_filesystem=filesystem):
         log(f"resuming the sweep stored at {path}")
-        return _fit(tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True,
-                                       storage_filesystem=filesystem))
-    callbacks = [StopWhenUnplaceable(), DropFinishedTrials(cfg.name, cfg.resources.storage_path)]
+        return _fit(_as_verbose_as_asked(tune.Tuner.restore(path, trainable, resume_unfinished=True,
+                                                            resume_errored=True, storage_filesystem=filesystem)))
+    callbacks = [StopWhenUnplaceable(), DropFinishedTrials(cfg.name, cfg.resources.storage_path),
+                 EpochLines(cfg.name, cfg.train.epochs, log)]  # the driver says every trial's epochs
     s = cfg.search
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
             metric="val_map", mode="max", num_samples=s.num_samples,
             # search.max_concurrent, lowered to the trials the cluster can place
-            search_alg=ClusterLimiter(OptunaSearch(space=tune_space(s.space), metric="val_map", mode="max",
-                                                   sampler=TPESampler(seed=s.seed)), cfg, log),
+            # Optuna's own distributions: given Tune's, OptunaSearch converts them itself (the same
+            # ones) and warns of "unresolved search space definitions", which reads as the user's mistake.
+            search_alg=ClusterLimiter(OptunaSearch(space=OptunaSearch.convert_search_space(tune_space(s.space)),
+                                                   metric="val_map", mode="max", sampler=TPESampler(seed=s.seed)),
+                                      cfg, log),
             # Reports run from epoch 0 to `epochs`, then a final one without an epoch (ASHA passes
             # over it); ASHA stops a trial that reaches max_t, so max_t lies beyond every report.
             scheduler=ASHAScheduler(time_attr="epoch", max_t=cfg.train.epochs + 2, grace_period=s.grace_period,
@@ -134,44 +143,60 @@ def search(cfg: ExperimentConfig, parent_run_id: str | None, resume: bool = Fals
             reuse_actors=True,
         ),
         run_config=tune.RunConfig(name=f"{cfg.name}-sweep", storage_path=storage_path, storage_filesystem=filesystem,
-                                  callbacks=callbacks,
+                                  callbacks=callbacks, verbose=_tune_verbosity(),
                                   # One checkpoint per trial, the latest: all that a resumed trial reads.
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
     )
     return _fit(tuner)
 
 
+def _tune_verbosity() -> int | None:
+    """Tune's status and per-trial tables only with --verbose (its default then); otherwise the
+    sweep says each trial's epochs (`EpochLines`) and its own lines. Silent, Tune 2.60's new
+    output engine still prints the experiment's configuration box, "View detailed results here"
+    and a TensorBoard command; its older engine at verbosity 0 prints nothing, so quiet uses that
+    (RAY_AIR_NEW_OUTPUT, read at each fit; a user's own setting wins)."""
+    if verbose():
+        return None
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    return 0
+
+
+def _as_verbose_as_asked(tuner: tune.Tuner) -> tune.Tuner:
+    """A restored Tuner has the verbosity of the command that started the sweep (Tune pickled its
+    RunConfig); this command's -v, or its absence, decides instead."""
+    internal = getattr(tuner, "_local_tuner", None)  # None under Ray Client: the stored one stays
+    if internal is not None:
+        run_config = internal.get_run_config()
+        run_config.verbose = _tune_verbosity()
+        if run_config.verbose is None:  # RunConfig fills in Tune's default when it is built
+            run_config.verbose = type(run_config)().verbose
+    return tuner
+
+
+def _quiet_optuna() -> None:
+    """Without --verbose, none of Optuna's notes: its INFO lines ("A new study created in
+    memory"), and the ExperimentalWarning of each figure (`optuna_figures`)."""
+    if verbose():
+        return
+    import warnings
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
 def _fit(tuner: tune.Tuner):
-    """`tuner.fit()`; a trial's PlacementError that ended the search; or KeyboardInterrupt when
-    Ctrl-C came during it. The signal itself is recorded: a KeyboardInterrupt raised inside Ray's
-    calls can be lost on its way out of Tune's loop, and the search then ends as if complete
-    (seen in CI: the sweep went on to its finals)."""
+    """`tuner.fit()`, interruptible as the whole command is (`hlp.interrupts`); a trial's
+    PlacementError that ended the search is raised as such."""
     try:
-        return _fit_interruptibly(tuner)
+        return ray_call(tuner.fit)
     except TuneError as exc:
         unplaceable = placement_error(exc)
         if unplaceable is None:
             raise
         raise PlacementError(f"{unplaceable}; the sweep stopped there, and --resume retries that trial") from None
-
-
-def _fit_interruptibly(tuner: tune.Tuner):
-    if threading.current_thread() is not threading.main_thread():
-        return tuner.fit()
-    received: list[int] = []
-
-    def on_sigint(signum, frame):
-        received.append(signum)
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGINT, on_sigint)
-    try:
-        grid = tuner.fit()
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if received:
-        raise KeyboardInterrupt
-    return grid
 
 
 def _final_runs(cfg: ExperimentConfig, configs: dict[str, ExperimentConfig], output: Path, parent_run_id: str | None,
@@ -184,8 +209,10 @@ def _final_runs(cfg: ExperimentConfig, configs: dict[str, ExperimentConfig], out
     distinct = len({run_key(c, 0) for c in configs.values()}) == len(configs)
     side_by_side = distinct and runs_at_once(worker_resources(res), res.workers, alive_nodes()) >= len(configs)
     nested = {"mlflow.parentRunId": parent_run_id} if parent_run_id else {}
-    calls = {role: partial(train, c, output / role, {"sweep": cfg.name, "role": role, "run_name": f"{cfg.name}-{role}",
-                                                     "run_key": f"{parent_run_id}/{role}", **nested})
+    # Each run's lines say which it is ("[best] seed 0 | epoch 3/8 | ..."): they may interleave.
+    calls = {role: labelled(role, partial(train, c, output / role, {"sweep": cfg.name, "role": role,
+                                                                    "run_name": f"{cfg.name}-{role}",
+                                                                    "run_key": f"{parent_run_id}/{role}", **nested}))
              for role, c in configs.items()}
     groups = [list(calls)] if side_by_side else [[role] for role in calls]
     results: dict[str, dict] = {}
@@ -219,7 +246,8 @@ def _side_by_side(calls: dict[str, Callable[[], dict]]) -> dict[str, dict]:
 
 def _report(cfg, grid, output: Path, parent: Tracker, train, log, dataset: Dataset) -> dict:
     # A trial that ran to its end made the final report; ASHA's stopped trials did not.
-    parent.close_children({r.metrics.get("trial_id") for r in grid if r.error is None and not r.metrics.get("final")})
+    parent.end_stopped_trials({r.metrics["trial_id"]: r.metrics.get("epoch", r.metrics.get("stopped_at_epoch")) for r in grid
+                               if r.error is None and not r.metrics.get("final") and "trial_id" in r.metrics})
     best = grid.get_best_result(metric="val_map", mode="max", scope="all")
     params = {k: best.config[k] for k in cfg.search.space}
     log(f"best of {len(grid)} trials: val_map={best.metrics.get('val_map'):.4f} {params}")

@@ -15,11 +15,16 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from ray.tune import Callback
+
+from hlp.cluster import to_stderr
 from hlp.config import ExperimentConfig, config_from_dict, flatten, set_dotted, to_yaml
+from hlp.data.datasets import load_dataset_for
 from hlp.plots import score_timelines
-from hlp.sweep.replicas import ended, run_replicas, selected
+from hlp.sweep.replicas import NOTE, ended, run_replicas, selected
 from hlp.tracking import Tracker, run_tags
-from hlp.train.runs import replicas_of, trial_replicas
+from hlp.train.progress import EpochLine
+from hlp.train.runs import mean_loss, replicas_of, run_inputs, trial_replicas
 
 SHOWN_VIDEOS = 6  # validation videos in the trial's score figure
 
@@ -33,7 +38,8 @@ def trial(params: dict, base: dict, parent_run_id: str | None, sweep_name: str, 
     trial_id = tune.get_context().get_trial_id()
     done = ended()
     if done is not None:  # it ended before the sweep was interrupted: say so again, train nothing
-        tune.report({"val_map": done["val_map"], **({} if done["stopped_early"] else {"final": 1})})
+        tune.report({"val_map": done["val_map"],
+                     **({"stopped_at_epoch": done.get("epoch")} if done["stopped_early"] else {"final": 1})})
         return
     cfg = config_from_dict(set_dotted(base, params), f"trial {trial_id}")
     tags = {"sweep": sweep_name, "trial_id": trial_id, "node_id": ray.get_runtime_context().get_node_id(),
@@ -45,11 +51,15 @@ def trial(params: dict, base: dict, parent_run_id: str | None, sweep_name: str, 
     with child:  # FINISHED; FAILED on an error; KILLED when the trial's process is told to exit
         child.log_params(flatten(cfg))
         _log_text(child, "config.yaml", to_yaml(cfg))  # first, so a trial that ASHA stops still has it
+        seeds = cfg.search.seeds[:1] if spans_workers(cfg) else cfg.search.seeds
+        data = ray.get(dataset) if dataset is not None else load_dataset_for(cfg.data)
+        child.log_inputs(run_inputs(cfg, data, seeds, ("training", "validation")))  # trials never read test
+        del data  # the replicas read the object store's copy themselves
         if spans_workers(cfg):
             from hlp.train.ray_train import fit_with_ray  # Ray Train: only this kind of trial imports it
 
-            fits = fit_with_ray(cfg, cfg.search.seeds[0], child.run_id, run_name=name,
-                                callbacks=[tune_report()], score_test=False, dataset=dataset, log=_print)
+            fits = fit_with_ray(cfg, cfg.search.seeds[0], child.run_id, run_name=name, callbacks=[tune_report()],
+                                score_test=False, dataset=dataset, log=_print, epoch_lines=False)  # EpochLines says them
             results = {d: selected(r) for d, r in fits.items()}
         else:
             results = run_replicas(cfg, replicas_of(cfg), child, dataset, name, _print)
@@ -70,7 +80,46 @@ def tune_report():
 
 
 def _print(line: str) -> None:
-    print(line, flush=True)  # the trial's own stdout, which Ray forwards to the sweep's terminal
+    print(line, flush=True)  # the trial's own stdout, which Ray forwards to the sweep's terminal under --verbose
+
+
+class EpochLines(Callback):
+    """The sweep's driver says each trial's epochs (`trial hpcl-1a2b | epoch 3/8 | ...`), and what a
+    trial says with a report (`NOTE`: its replicas restarted), from the results Tune hands it:
+    in order, as they come, and all of them before the search returns. A trial's own prints would
+    reach the terminal late and deduplicated through Ray's log monitor, or not at all (hlp.cluster).
+    The elapsed time counts from the trial's start as the driver sees it."""
+
+    def __init__(self, sweep_name: str, epochs: int, log=to_stderr) -> None:
+        self.sweep_name, self.epochs, self._log = sweep_name, epochs, log
+        self._lines: dict[str, EpochLine] = {}
+
+    def _line(self, trial) -> EpochLine:
+        if trial.trial_id not in self._lines:
+            self._lines[trial.trial_id] = EpochLine(f"trial {self.sweep_name}-{trial.trial_id}", self.epochs)
+        return self._lines[trial.trial_id]
+
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        self._lines.pop(trial.trial_id, None)  # a restarted trial's clock starts again
+        self._line(trial)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        line = self._line(trial)
+        if result.get(NOTE):
+            self._log(f"{line.label}: {result[NOTE]}")
+        # The replicas' last epoch comes as `last_epoch` (ASHA reads `epoch`); the final report has neither.
+        epoch = result.get("epoch", result.get("last_epoch"))
+        if epoch is not None:
+            self._log(line(int(epoch), mean_loss(result), result.get("val_map")))
+
+    # Tune pickles its callbacks with the sweep's state: the log may be a closure over the CLI's
+    # console, and a resumed sweep says its lines on stderr.
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k not in ("_log", "_lines")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._log, self._lines = to_stderr, {}
 
 
 def _log_text(child: Tracker, name: str, text: str) -> None:

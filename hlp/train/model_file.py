@@ -4,14 +4,21 @@ Plain containers of numbers, strings and tensors, so it loads with
 `torch.load(weights_only=True)` (no pickled code runs). It records everything needed to
 score a new video: the model settings, the input sizes, the scoring the validation split
 chose, and the extractors (with the clip grid) the training features came from.
+
+MLflow gets it as the one artifact of an MLflow Model (`log_mlflow_model`), whose code is
+hlp/predict/mlflow_pyfunc.py, not a pickled module.
 """
 
 from __future__ import annotations
 
 import io
+import logging
+import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from hlp.config import DataConfig, ModelConfig
@@ -21,6 +28,15 @@ from hlp.storage import filesystem, torch_load_refusal
 from hlp.train.loop import FitResult, build_network
 
 FORMAT = "hlp-model/1"
+# The key of the model file among the artifacts of the MLflow Model that wraps it (`hlp train`
+# logs one per domain; `hlp predict --model` reads this file out of it, never the model's code).
+MLFLOW_ARTIFACT = "hlp_model"
+# The MLflow Model's code: a file MLflow runs when it loads the model, not an import of hlp.train
+# (which imports nothing of hlp.predict, where the serving side of this file lives).
+PYFUNC_CODE = Path(__file__).resolve().parents[1] / "predict" / "mlflow_pyfunc.py"
+# A sweep's two final runs log from threads of one driver: MLflow's tracking URI is global and
+# concurrent registrations of one name could race for a version number.
+_LOGGING = threading.Lock()
 # Files written before the standard block: their settings lack these keys, which then meant eq. 1-3.
 LITERAL_BEFORE_ISSUE_11 = {k: v for k, v in LITERAL.items() if k != "dropout"}
 
@@ -80,16 +96,18 @@ def _load_refusal(path: str, exc: Exception) -> str:
     return f"{path}: not a loadable checkpoint ({type(exc).__name__}: {first_line})"
 
 
-def load(path: str) -> ModelFile:
+def load(path: str, shown: str | None = None) -> ModelFile:
+    """`shown`: how errors name the file, when `path` is a download's temporary copy."""
     fs, inner = filesystem(path)
+    shown = shown or path
     if not fs.exists(inner):
-        raise CheckpointError(f"checkpoint not found: {path}")
+        raise CheckpointError(f"checkpoint not found: {shown}")
     try:
         content = torch.load(io.BytesIO(fs.cat_file(inner)), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad or unsafe file
-        raise CheckpointError(_load_refusal(path, exc)) from None
+        raise CheckpointError(_load_refusal(shown, exc)) from None
     if not isinstance(content, dict) or content.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not an hlp model file (expected format {FORMAT!r}; "
+        raise CheckpointError(f"{shown}: not an hlp model file (expected format {FORMAT!r}; "
                               f"`hlp train` writes model_<domain>_seed<N>.pt)")
     # Files written before the standard block existed hold the literal reading's model settings.
     settings = {**LITERAL_BEFORE_ISSUE_11, **content["model"]}
@@ -111,3 +129,54 @@ def weights_of_run(path: Path, run: str) -> dict[str, torch.Tensor] | None:
     except Exception:  # noqa: BLE001 - an unreadable file is simply not this run's
         return None
     return content.get("state_dict") if isinstance(content, dict) and content.get("run") == run else None
+
+
+def log_mlflow_model(uri: str, run_id: str, path: Path, domain: str, seed: int, example: dict[str, np.ndarray],
+                     register: str | None = None) -> tuple[str, str | None]:
+    """The model file at `path` as the MLflow Model `model-<domain>` of the run (a LoggedModel:
+    `runs:/<run>/model-<domain>`, `models:/<model_id>`), with `example` as its input example;
+    with `register`, a version of that registered model, tagged with the domain and seed. A
+    reopened run (the same run key: the same model) keeps the model and the version it has
+    rather than adding copies. (The model's id, its version or None.)"""
+    import mlflow  # deferred: only a tracked run needs MLflow
+
+    name, tags = f"model-{domain}", {"domain": domain, "seed": str(seed)}
+    if os.environ.get("HLP_VERBOSE") != "1":  # as hlp.cluster.verbose (which imports Ray): MLflow's chatter
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        logging.getLogger("mlflow.pyfunc").setLevel(logging.WARNING)
+    client = mlflow.MlflowClient(uri)
+    experiment = client.get_run(run_id).info.experiment_id
+    with _LOGGING:
+        mlflow.set_tracking_uri(uri)  # pyfunc.log_model and register_model read MLflow's global one
+        before = client.search_logged_models([experiment], filter_string=f"source_run_id = '{run_id}' AND name = "
+                                                                         f"'{name}' AND status = 'READY'")
+        model_id = before[0].model_id if before else _log_pyfunc(client, experiment, run_id, name, tags, path, example)
+        if not register:
+            return model_id, None
+        known = [v.version for v in client.search_model_versions(f"name = '{register}'")
+                 if v.source == f"models:/{model_id}"]
+        return model_id, str(known[0] if known else mlflow.register_model(f"models:/{model_id}", register,
+                                                                          tags=tags).version)
+
+
+def _log_pyfunc(client, experiment: str, run_id: str, name: str, tags: dict[str, str], path: Path,
+                example: dict[str, np.ndarray]) -> str:
+    """The pyfunc of hlp/predict/mlflow_pyfunc.py around the file at `path`. Its signature: one
+    video's (T, Dv) and (T, Da) float32 clip features in, T scores out."""
+    import mlflow  # deferred: only a tracked run needs MLflow
+    from mlflow.entities import LoggedModelOutput
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    example = {k: np.asarray(v, np.float32) for k, v in example.items()}
+    spec = [TensorSpec(np.dtype(np.float32), (-1, example[k].shape[1]), k) for k in ("visual", "audio")]
+    # Made here, in the run's experiment and linked to the run: pyfunc.log_model would take both
+    # from MLflow's global active run, which hlp never opens (its runs are the Tracker's).
+    model_id = client.create_logged_model(experiment, name=name, source_run_id=run_id, tags=tags).model_id
+    mlflow.pyfunc.log_model(
+        name=name, model_id=model_id, python_model=str(PYFUNC_CODE), artifacts={MLFLOW_ARTIFACT: str(path)},
+        signature=ModelSignature(Schema(spec), Schema([TensorSpec(np.dtype(np.float32), (-1,))])),
+        input_example=example, pip_requirements=[  # given, so MLflow infers none in a subprocess
+            f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}", f"numpy=={np.__version__}"])
+    client.log_outputs(run_id, [LoggedModelOutput(model_id, step=0)])
+    return model_id

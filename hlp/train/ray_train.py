@@ -20,13 +20,12 @@ the helpers they share with this module (replica splits, per-epoch metrics) live
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
-import signal
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import fields
@@ -43,11 +42,12 @@ from ray.train.v2._internal.exceptions import InsufficientClusterResourcesError,
 from hlp.cluster import verbose
 from hlp.config import ExperimentConfig, config_from_dict
 from hlp.data.datasets import Dataset
+from hlp.interrupts import ray_call
 from hlp.placement import START_TIMEOUT_ENV, unplaced, worker_resources
 from hlp.storage import human_bytes, ray_storage, remove, size_of
 from hlp.tracking import Tracker
 from hlp.train.loop import EpochRecord, FitResult, Worker, fit
-from hlp.train.progress import EpochLine
+from hlp.train.progress import EpochLine, EpochRelay, send, with_label
 from hlp.train.runs import epoch_metrics, load_splits, mean_loss, workers_key
 
 STATE, RESULTS, WEIGHTS = "state.pt", "results.pt", "weights.pt"
@@ -91,11 +91,12 @@ def train_worker(config: dict) -> dict[str, FitResult] | None:
         metrics["epoch_time_s"], clock[0] = now - clock[0], now  # steady-state speed, per epoch
         if tracker:
             log_epoch(tracker, seed, record.epoch, metrics)
-        if rank == 0:  # kfold: each fold's phase, then the final model, is a run of its own
+        if rank == 0 and config.get("epoch_lines", True):  # kfold: each fold's phase, then the final model, is a run of its own
             label = f"seed {seed}" + ("" if record.phase == "final" else f" {record.phase}")
             line = lines.setdefault(record.phase, EpochLine(label, last))
-            print(line(record.epoch, mean_loss(metrics), record.mean_val_map if record.val_map else None),
-                  flush=True)
+            # To the driver, which prints it (a sweep's DDP trial: Tune's results carry the epochs instead).
+            send(config.get("relay"), line(record.epoch, mean_loss(metrics),
+                                           record.mean_val_map if record.val_map else None))
         keep = rank == 0 and not in_driver and (record.epoch % cfg.train.checkpoint_every == 0 or record.epoch == last)
         _report(metrics, {STATE: state()} if keep else None)
 
@@ -178,11 +179,14 @@ def run_key(cfg: ExperimentConfig, seed: int) -> str:
 
 def fit_with_ray(cfg: ExperimentConfig, seed: int, mlflow_run_id: str | None, *, run_name: str | None = None,
                  callbacks: list | None = None, score_test: bool = True, track_test: bool = False,
-                 dataset: ray.ObjectRef | None = None, log: Callable[[str], None] | None = None) -> dict[str, FitResult]:
+                 dataset: ray.ObjectRef | None = None, log: Callable[[str], None] | None = None,
+                 epoch_lines: bool = True) -> dict[str, FitResult]:
     """The driver: one TorchTrainer for one seed, all domains of the experiment, on
     resources.workers workers. `dataset`, from `ray.put(load_dataset_for(cfg.data))`, spares
-    every worker its own read. `log` gets one line: what the run keeps, where, and its size.
-    A rerun of a finished run returns its results without weights (`state_dict` None)."""
+    every worker its own read. `log` gets the epoch lines, when this process is Ray's driver
+    (elsewhere, as in a reproduction's task, rank 0 prints them; `epoch_lines` False: none, as
+    a sweep's trial reports its epochs to Tune instead), and one line: what the run keeps, where,
+    and its size. A rerun of a finished run returns its results without weights (`state_dict` None)."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -191,11 +195,14 @@ def fit_with_ray(cfg: ExperimentConfig, seed: int, mlflow_run_id: str | None, *,
     storage_path, filesystem = ray_storage(res.storage_path)
     name = run_name or run_key(cfg, seed)
     os.environ[START_TIMEOUT_ENV] = f"{res.start_timeout_s:g}"
+    in_driver = ray.get_runtime_context().worker.mode == ray.SCRIPT_MODE
+    relay = EpochRelay(log) if epoch_lines and log and in_driver else None
     trainer = TorchTrainer(
         train_worker,
         train_loop_config={"experiment": cfg.model_dump(), "seed": seed, "mlflow_run_id": mlflow_run_id,
                            "score_test": score_test, "track_test": track_test,
-                           "dataset": dataset, "in_driver": workers == 0, "quiet": quiet},
+                           "dataset": dataset, "in_driver": workers == 0, "quiet": quiet,
+                           "epoch_lines": epoch_lines, "relay": relay.target if relay else None},
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=res.use_gpu, resources_per_worker=worker_resources(res)),
         # One checkpoint: a resumed run continues from the latest, and Ray deletes the previous
         # one only once the next is stored. A worker group that does not start within
@@ -204,24 +211,25 @@ def fit_with_ray(cfg: ExperimentConfig, seed: int, mlflow_run_id: str | None, *,
                              failure_config=FailureConfig(max_failures=res.max_failures, controller_failure_limit=0),
                              checkpoint_config=CheckpointConfig(num_to_keep=1), callbacks=callbacks,
                              # Train's own INFO lines (a 600-character TrainingReport per epoch) only
-                             # with --verbose; the worker prints hlp's epoch line instead.
+                             # with --verbose; rank 0 hands hlp's epoch line to the driver instead.
                              logging_config=ray.train.LoggingConfig(log_level="WARNING" if quiet else "INFO")),
     )
     try:
-        result = _fit(trainer)
+        with relay or contextlib.nullcontext():  # every epoch line is said before fit_with_ray returns
+            result = ray_call(trainer.fit)  # Ctrl-C and SIGTERM: hlp.interrupts
     except ray.train.ControllerError as exc:
         if isinstance(exc.controller_failure, (WorkerGroupStartupTimeoutError, InsufficientClusterResourcesError)):
             raise unplaced(res, workers, workers_key(None)) from None
         raise
     if workers == 0:
         if log:
-            log("kept: no checkpoint (resources.workers: 0 trains in this process, for debugging)")
+            log(with_label("kept: no checkpoint (resources.workers: 0 trains in this process, for debugging)"))
         return result.return_value
     _drop_stale_checkpoints(result.checkpoint)
     results = _read_final(result.checkpoint)
     if log:
-        log(f"kept: {run_folder(cfg, name)}, {human_bytes(size_of(run_folder(cfg, name)))}"
-            f" (what a rerun reads to skip this finished run: results, no weights or optimizer state)")
+        log(with_label(f"kept: {run_folder(cfg, name)}, {human_bytes(size_of(run_folder(cfg, name)))}"
+                       f" (what a rerun reads to skip this finished run: results, no weights or optimizer state)"))
     return results
 
 
@@ -248,22 +256,6 @@ def forget(cfg: ExperimentConfig, name: str) -> None:
 def run_folder(cfg: ExperimentConfig, name: str) -> str:
     """The Ray run `name` under resources.storage_path, as a path hlp.storage reads (local or s3://)."""
     return f"{cfg.resources.storage_path.rstrip('/')}/{name}"
-
-
-def _fit(trainer):
-    """`trainer.fit()`, interrupted as the rest of hlp is. In the main thread Ray Train installs
-    its own Ctrl-C handler, which aborts the run and then calls `sys.exit(0)` (an interrupted
-    command would exit as a success) and stays installed after fit; so its exit becomes
-    KeyboardInterrupt here and the previous handler comes back."""
-    if threading.current_thread() is not threading.main_thread():
-        return trainer.fit()
-    previous = signal.getsignal(signal.SIGINT)
-    try:
-        return trainer.fit()
-    except SystemExit as exc:
-        raise KeyboardInterrupt("Ray Train aborted the run") from exc
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def _drop_stale_checkpoints(latest) -> None:

@@ -22,10 +22,11 @@ from hlp.evaluate.evaluation import domain_map
 from hlp.placement import check_placeable
 from hlp.plots import score_timelines
 from hlp.storage import kept_lines
-from hlp.tracking import Tracker, check_reachable, local_store, run_tags
+from hlp.tracking import Tracker, absolute_uri, check_reachable, local_store, run_tags
 from hlp.train import model_file
 from hlp.train.loop import FitResult
 from hlp.train.ray_train import fit_with_ray, forget, run_key
+from hlp.train.runs import run_inputs
 
 Progress = Callable[[str, int, int], None]  # (task label, done, total)
 
@@ -68,6 +69,7 @@ def training_key(cfg: ExperimentConfig) -> str:
 def _train_and_report(cfg: ExperimentConfig, output: Path, tracker: Tracker, dataset: Dataset, domains: list[str],
                       notes: list[str], progress: Progress | None, log: Callable[[str], None]) -> dict:
     tracker.log_params(flatten(cfg))
+    tracker.log_inputs(run_inputs(cfg, dataset, cfg.train.seeds))
     if dataset.features:  # which networks made the features, so runs on different stores compare honestly
         tracker.set_tags({f"{kind}_extractor": f"{e['name']}@{e['version']}"
                           for kind, e in (("visual", dataset.features["visual"]), ("audio", dataset.features["audio"]))})
@@ -90,9 +92,23 @@ def _train_and_report(cfg: ExperimentConfig, output: Path, tracker: Tracker, dat
     tracker.log_metrics(_final_metrics(metrics))
     for name in ("config.yaml", "metrics.json", "scores_test.json", "timelines.png"):
         tracker.log_artifact(output / name)
-    for domain in domains:  # the selected models, as `hlp predict` reads them (a sweep's trials log none)
-        tracker.log_artifact(output / _model_name(domain, cfg.train.seeds[0]), "model")
+    if tracker.enabled:  # the selected models, as MLflow Models (a sweep's trials log none)
+        _log_models(cfg, tracker.run_id, output, results, dataset, log)
     return metrics
+
+
+def _log_models(cfg: ExperimentConfig, run_id: str, output: Path, results: dict[str, list[FitResult]],
+                dataset: Dataset, log: Callable[[str], None]) -> None:
+    """Each domain's model file (the first seed's) as the MLflow Model `model-<domain>`, which
+    holds it: the run keeps no second copy. Its input example is two clips of a validation video.
+    The log says the URIs `hlp predict --model` takes."""
+    for domain, rs in results.items():
+        video = dataset.videos[next(iter(rs[0].val_scores or rs[0].test_scores))]
+        model_id, version = model_file.log_mlflow_model(
+            absolute_uri(cfg.tracking.uri), run_id, output / _model_name(domain, rs[0].seed), domain, rs[0].seed,
+            {"visual": video.visual[:2], "audio": video.audio[:2]}, cfg.tracking.register)
+        log(f"MLflow Model of {domain}: models:/{model_id} (runs:/{run_id}/model-{domain})"
+            + (f", registered as models:/{cfg.tracking.register}/{version}" if version else ""))
 
 
 def _with_weights(cfg: ExperimentConfig, seed: int, fits: dict[str, FitResult], output: Path,

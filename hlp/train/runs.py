@@ -13,6 +13,7 @@ import numpy as np
 
 from hlp.config import ExperimentConfig
 from hlp.data.datasets import Dataset, load_dataset_for
+from hlp.data.inputs import CONTEXTS, DataInput, data_inputs
 from hlp.data.protocols import DomainSplit, available_domains, domain_split, kfold_splits
 
 if TYPE_CHECKING:
@@ -46,6 +47,14 @@ def replica_splits(cfg: ExperimentConfig, replica: dict, dataset: Dataset | None
         return splits
     folds = {d: kfold_splits(s, cfg.eval.folds, replica["seed"]) for d, s in splits.items()}
     return {d: f[replica["fold"]] for d, f in folds.items() if replica["fold"] < len(f)}
+
+
+def run_inputs(cfg: ExperimentConfig, dataset: Dataset, seeds: list[int], contexts: tuple[str, ...] = CONTEXTS,
+               digests: dict[str, str] | None = None) -> list[DataInput]:
+    """What a run of these seeds reads, as MLflow dataset inputs (`hlp.data.inputs`)."""
+    splits = {s: load_splits(cfg, s, dataset) for s in seeds}
+    folds = cfg.eval.folds if cfg.eval.selection == "kfold" else None
+    return data_inputs(dataset, cfg.data.features or dataset.root, splits, folds, contexts, digests)
 
 
 def load_splits(cfg: ExperimentConfig, seed: int, dataset: Dataset | None = None) -> dict[str, DomainSplit]:

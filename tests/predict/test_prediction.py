@@ -66,7 +66,8 @@ def trained(tmp_path_factory):
     result = run_extract(config, ray_tmpdir)
     assert result.returncode == 0, result.stderr[-3000:]
     sets = [*TRAIN, "data.format=parquet", f"data.features={work / 'store'}", f"data.root={work / 'labels'}",
-            f"tracking.uri=sqlite:///{work / 'mlflow.db'}", f"resources.storage_path={work / 'ray_results'}"]
+            f"tracking.uri=sqlite:///{work / 'mlflow.db'}", f"resources.storage_path={work / 'ray_results'}",
+            "tracking.register=demo-highlights"]
     train = _hlp("train", str(Path(__file__).parents[2] / "experiments" / "quickstart.yaml"),
                  *[x for s in sets for x in ("--set", s)], "--output", str(work / "out"), ray_tmpdir=ray_tmpdir, cwd=work)
     assert train.returncode == 0, train.stderr[-3000:]
@@ -149,6 +150,34 @@ def test_a_checkpoint_that_does_not_fit_is_refused_by_name(trained, tmp_path):
     bad_video = runner.invoke(app, ["predict", str(broken), "--checkpoint", str(model)])
     text = " ".join(bad_video.output.split())
     assert bad_video.exit_code == 2 and "broken.mp4" in text and "not a video file" in text
+
+
+def test_predict_with_a_registered_model_gives_what_its_checkpoint_gives(trained, tmp_path):
+    """`--model models:/NAME/1` (tracking.register) through the store named by MLFLOW_TRACKING_URI:
+    the same clips and scores as `--checkpoint` with the model file `hlp train` wrote."""
+    import mlflow
+    from typer.testing import CliRunner
+
+    from hlp.cli import app
+
+    work = trained[0]
+    new = tmp_path / "new.mp4"
+    write_test_video(new, 9.0, highlights=[(4.0, 6.0)], seed=99)
+    runner = CliRunner(env={"MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}"})  # in-process: no Ray
+    try:
+        results = {}
+        for option, given in (("--model", "models:/demo-highlights/1"),
+                              ("--checkpoint", str(work / "out" / "model_demo_seed0.pt"))):
+            result = runner.invoke(app, ["predict", str(new), option, given])  # no --out: no timeline to draw
+            assert result.exit_code == 0, result.output[-3000:]
+            results[option] = json.loads(result.stdout)
+    finally:
+        mlflow.set_tracking_uri(None)  # what resolving the URI set in this process
+        mlflow.set_registry_uri(None)
+    by_model, by_checkpoint = results["--model"], results["--checkpoint"]
+    assert by_model["checkpoint"] == "models:/demo-highlights/1" and by_model["domain"] == "demo"
+    assert {k: v for k, v in by_model.items() if k != "checkpoint"} == \
+        {k: v for k, v in by_checkpoint.items() if k != "checkpoint"}
 
 
 def test_training_on_the_store_records_the_extractors_in_mlflow(trained):

@@ -26,3 +26,16 @@ def test_a_trial_on_two_workers_trains_on_a_torchtrainer_and_keeps_no_checkpoint
     storage = tmp_path / "ray_results"
     assert not (storage / f"hpcl-{trial.data.tags['trial_id']}").exists()
     assert (storage / "hpcl-sweep").is_dir()
+    # What a person watching sees without -v (issue 23): hlp's lines only; the trial's epochs,
+    # said by the driver from Tune's results; each final's epochs labelled with its run; and
+    # nothing after the closing table (stdout) and its `wrote` line (stderr).
+    said = result.stdout + result.stderr
+    for chatter in ("ExperimentalWarning", "A new study created", "Trial status", "Configuration for experiment",
+                    "View detailed results", "unresolved search space", "across cluster]", "core_worker.cc", "\x1b["):
+        assert chatter not in said, (chatter, said[-3000:])
+    assert f"trial hpcl-{trial.data.tags['trial_id']} | epoch 1/1 | loss " in result.stderr, result.stderr[-3000:]
+    finals = [line for line in result.stderr.splitlines() if "seed 0 | epoch " in line]
+    assert {line.split(" ", 1)[0] for line in finals} == {"[best]", "[defaults]"}, finals
+    assert all(f"[{role}] seed 0 | epoch 1/1 | loss " in result.stderr for role in ("best", "defaults")), finals
+    assert result.stdout.rstrip().splitlines()[-1].startswith(("└", "+")), result.stdout[-1000:]
+    assert result.stderr.rstrip().splitlines()[-1].startswith("wrote "), result.stderr[-1000:]

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 import torch
@@ -81,7 +82,7 @@ def test_sigterm_kills_the_run_and_reruns_reopen_it(tmp_path, synth_root, ray_tm
     the finished training (Ray trains no epoch) reopens it again instead of adding an empty run.
     The Ray run keeps one checkpoint (what resume needs), and the log says where and how large."""
     work, db = _stores(tmp_path)
-    command = _command(synth_root, db, "train.epochs=20", "train.checkpoint_every=1")
+    command = _command(synth_root, db, "train.epochs=20", "train.checkpoint_every=1", "tracking.register=sigterm-models")
     job = subprocess.Popen(command, cwd=work, env=isolated_env(ray_tmpdir), stdout=subprocess.DEVNULL,
                            stderr=subprocess.PIPE, text=True, start_new_session=True)
     wait_until(lambda: epochs_logged(db) >= 2, job, timeout=420)
@@ -114,8 +115,7 @@ def test_sigterm_kills_the_run_and_reruns_reopen_it(tmp_path, synth_root, ray_tm
     assert re.search(re.escape(f"kept: {ray_run}, ") + r"[0-9.]+ KB \([0-9,]+ bytes\)", said), said[-2000:]
     assert re.search(r"kept: outputs: \S*out, [0-9.]+ [KM]B", said), said[-2000:]
     model = work / "out" / "model_synth_a_seed0.pt"
-    assert {a.path for a in client.list_artifacts(run.info.run_id, "model")} == {
-        "model/model_synth_a_seed0.pt", "model/model_synth_b_seed0.pt"}
+    _assert_one_mlflow_model_per_domain(client, run, work)
     # Without its model files, the finished seed trains again (deterministically: the same model).
     before = torch.load(model, weights_only=True)["state_dict"]
     model.unlink()
@@ -125,6 +125,26 @@ def test_sigterm_kills_the_run_and_reruns_reopen_it(tmp_path, synth_root, ray_tm
     after = torch.load(model, weights_only=True)["state_dict"]
     assert after.keys() == before.keys() and all(torch.equal(after[k], before[k]) for k in before)
     assert json.loads((work / "out" / "metrics.json").read_text())["mean_test_map"] == run.data.metrics["mean_test_map"]
+    _assert_one_mlflow_model_per_domain(client, run, work)  # the run reopened keeps its models: no copies
+
+
+def _assert_one_mlflow_model_per_domain(client: MlflowClient, run, work: Path) -> None:
+    """Each domain's model file is in the run's MLflow Model `model-<domain>`, once however often
+    the run was reopened, with one registry version each (tracking.register), and nowhere else
+    among the run's artifacts."""
+    logged = client.search_logged_models([run.info.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'")
+    assert sorted(m.name for m in logged) == ["model-synth_a", "model-synth_b"]
+    models = {m.name: m for m in logged}
+    for domain in ("synth_a", "synth_b"):
+        name = f"model_{domain}_seed0.pt"
+        held = torch.load(Path(urlparse(models[f"model-{domain}"].artifact_location).path) / "artifacts" / name,
+                          weights_only=True)["state_dict"]
+        written = torch.load(work / "out" / name, weights_only=True)["state_dict"]
+        assert held.keys() == written.keys() and all(torch.equal(held[k], written[k]) for k in held)
+    versions = client.search_model_versions("name = 'sigterm-models'")
+    assert sorted((v.tags["domain"], v.tags["seed"], v.source) for v in versions) == [
+        (d, "0", f"models:/{models[f'model-{d}'].model_id}") for d in ("synth_a", "synth_b")]
+    assert not client.list_artifacts(run.info.run_id, "model")
 
 
 @pytest.mark.slow
