@@ -19,6 +19,9 @@ _MAX_PARAM = 6000  # MLflow's limit on a param value's length
 _PROBE_TIMEOUT_S = 5  # a reachable server answers a one-row search well within this
 # Tags that say how a run ended the last time; a reopened run is running again, so they go.
 _END_TAGS = ("stopped_early", "stopped_at_epoch")
+_INPUT_ATTEMPTS = 4
+# The store's word for a row that another client inserted first (SQLite, PostgreSQL, MySQL).
+_DUPLICATE = re.compile(r"UNIQUE constraint failed|duplicate key value|Duplicate entry|IntegrityError")
 # MLflow 3's UI reads this tag to open an experiment as model training (runs, metrics, models);
 # without it, it opens a GenAI project (traces, judges). Its values, from the UI's own bundle:
 # genai_development, custom_model_development, finetuning, ...
@@ -255,10 +258,19 @@ class Tracker:
             from mlflow.entities import Dataset, DatasetInput, InputTag
             from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
-            self.client.log_inputs(self.run_id, datasets=[DatasetInput(
-                Dataset(i.name, i.digest, "s3" if i.source.startswith("s3://") else "local",
-                        json.dumps({"uri": i.source}), profile=json.dumps(i.profile)),
-                tags=[InputTag(MLFLOW_DATASET_CONTEXT, i.context)]) for i in inputs])
+            datasets = [DatasetInput(Dataset(i.name, i.digest, "s3" if i.source.startswith("s3://") else "local",
+                                             json.dumps({"uri": i.source}), profile=json.dumps(i.profile)),
+                                     tags=[InputTag(MLFLOW_DATASET_CONTEXT, i.context)]) for i in inputs]
+            for attempt in range(_INPUT_ATTEMPTS):
+                try:
+                    self.client.log_inputs(self.run_id, datasets=datasets)
+                    return
+                except Exception as exc:  # noqa: BLE001 - MLflow wraps the store's error in several types
+                    # Runs that log the same dataset at once (a sweep's finals, trials side by side)
+                    # race to insert it once per experiment; the loser finds it there next time.
+                    if attempt + 1 == _INPUT_ATTEMPTS or not _DUPLICATE.search(str(exc)):
+                        raise
+                    time.sleep(0.2 * (attempt + 1))
 
     def set_tags(self, tags: dict[str, str]) -> None:
         if self.enabled:

@@ -37,7 +37,7 @@ def test_the_driver_says_each_trials_epochs_from_tunes_results_and_its_notes():
     lines.on_trial_result(0, [], _Trial(), {"epoch": 0, "val_map": 0.5, "time_total_s": 1.0})
     lines.on_trial_result(0, [], _Trial(), {"epoch": 1, "seed0.a.loss_total": 2.0, "seed0.b.loss_total": 4.0,
                                             "val_map": 0.6, NOTE: "a replica's process was lost"})
-    lines.on_trial_result(0, [], _Trial(), {"last_epoch": 3, "val_map": 0.7})  # the replicas' last epoch
+    lines.on_trial_result(0, [], _Trial(), {"epoch": 3, "val_map": 0.7})  # the replicas' last epoch (not JUDGED)
     lines.on_trial_result(0, [], _Trial(), {"final": 1, "val_map": 0.7})  # the final report: no line
     assert said[0].startswith("trial hpcl-1a2b | epoch 0/3 | val mAP 0.500 | "), said
     assert said[1] == "trial hpcl-1a2b: a replica's process was lost", said

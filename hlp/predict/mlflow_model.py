@@ -43,13 +43,28 @@ def load_model(uri: str, tracking_uri: str) -> ModelFile:
     mlflow.set_registry_uri(tracking_uri)
     with tempfile.TemporaryDirectory(prefix="hlp-model-") as tmp:
         try:
-            local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp, tracking_uri=tracking_uri,
+            # A registry version through an explicit client: MLflow's own resolution of
+            # models:/NAME/VERSION keeps the registry of the first store a process asked.
+            source = _registered_source(uri, tracking_uri) or uri
+            local = mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=tmp, tracking_uri=tracking_uri,
                                                         registry_uri=tracking_uri)
         except (MlflowException, OSError) as exc:
             text = str(exc).strip().splitlines()
             raise CheckpointError(f"--model {uri}: {text[0][:300] if text else type(exc).__name__} "
                                   f"(tracking store {tracking_uri})") from None
         return _read(Path(local), uri.rstrip("/"))
+
+
+def _registered_source(uri: str, tracking_uri: str) -> str | None:
+    """`models:/NAME/VERSION`'s model (`models:/<model_id>`, or the version's source); None for
+    another URI."""
+    parts = uri.removeprefix("models:/").split("/")
+    if not uri.startswith("models:/") or len(parts) != 2 or not parts[1].isdigit():
+        return None
+    from mlflow.tracking import MlflowClient
+
+    version = MlflowClient(tracking_uri, registry_uri=tracking_uri).get_model_version(parts[0], parts[1])
+    return f"models:/{version.model_id}" if getattr(version, "model_id", None) else version.source
 
 
 def _read(path: Path, shown: str) -> ModelFile:

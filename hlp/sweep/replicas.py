@@ -43,6 +43,7 @@ from hlp.train.runs import (
 
 NOTE = "note"  # a report's key for what the trial says to the person watching (a restart), beside the metrics
 PROGRESS = "trial.json"  # the epoch and the per-domain curves of the replicas' mean, beside each replica's state
+JUDGED = "judged_epoch"  # ASHA's time_attr: every epoch a trial reports but its last
 # What a dead replica's stream raises: its process or its node is gone (other errors are the
 # trial's own and fail it at once).
 LOST = (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.ObjectLostError,
@@ -168,16 +169,16 @@ def _lockstep(cfg: ExperimentConfig, replicas: list[dict], streams: list, tracke
         said = {NOTE: "; ".join(notes)} if notes else {}
         notes.clear()
         states = [item["state"] for item in items]
-        # ASHA reads "epoch" (its time_attr) beside the mean it judges; the last epoch goes
+        # ASHA reads JUDGED (its time_attr) beside the mean it judges; the last epoch goes
         # without it, so ASHA never stops a trial that has trained every epoch before its final
         # report (a rung at the last epoch saves nothing, and the trial would end unrecorded).
         with tempfile.TemporaryDirectory() as tmp:
             checkpoint = _checkpoint(Path(tmp), epoch, states, objective) if states[0] is not None else None
-            tune.report({**({"epoch": epoch} if epoch < last else {"last_epoch": epoch}), **metrics, **said},
+            tune.report({"epoch": epoch, **({JUDGED: epoch} if epoch < last else {}), **metrics, **said},
                         checkpoint=checkpoint)
     # Per domain the best epoch of the replicas' mean curve, as eval.selection kfold chooses it.
     best_val = float(np.mean([max(curve) for curve in objective.values()])) if objective else float("nan")
-    # Not "done": Tune reads that key as "trial finished". No "epoch": ASHA passes over this report.
+    # Not "done": Tune reads that key as "trial finished". No JUDGED: ASHA passes over this report.
     tune.report({"final": 1, "val_map": best_val})
     return first["results"]
 

@@ -43,6 +43,7 @@ from hlp.placement import PlacementError, alive_nodes, check_placeable, runs_at_
 from hlp.storage import kept_lines, ray_storage
 from hlp.sweep.concurrency import ClusterLimiter, StopWhenUnplaceable, placement_error, trial_workers
 from hlp.sweep.keep import DropFinishedTrials, forget_lost_trials
+from hlp.sweep.replicas import JUDGED
 from hlp.sweep.figures import optuna_figures
 from hlp.sweep.space import check_space, tune_space
 from hlp.sweep.trial import EpochLines, trial
@@ -134,9 +135,9 @@ def search(cfg: ExperimentConfig, parent_run_id: str | None, resume: bool = Fals
             search_alg=ClusterLimiter(OptunaSearch(space=OptunaSearch.convert_search_space(tune_space(s.space)),
                                                    metric="val_map", mode="max", sampler=TPESampler(seed=s.seed)),
                                       cfg, log),
-            # Reports run from epoch 0 to `epochs`, then a final one without an epoch (ASHA passes
-            # over it); ASHA stops a trial that reaches max_t, so max_t lies beyond every report.
-            scheduler=ASHAScheduler(time_attr="epoch", max_t=cfg.train.epochs + 2, grace_period=s.grace_period,
+            # Reports run from epoch 0 to `epochs`; ASHA judges all but the last (JUDGED) and passes
+            # over the final one; it stops a trial that reaches max_t, so max_t lies beyond them all.
+            scheduler=ASHAScheduler(time_attr=JUDGED, max_t=cfg.train.epochs + 2, grace_period=s.grace_period,
                                     reduction_factor=s.reduction_factor),
             # The next trial runs in the process of the last (every trial asks the same resources):
             # torch, hlp and the MLflow client stay imported (issue 22: a trial cost 15-21 s to start).

@@ -107,8 +107,7 @@ class EpochLines(Callback):
         line = self._line(trial)
         if result.get(NOTE):
             self._log(f"{line.label}: {result[NOTE]}")
-        # The replicas' last epoch comes as `last_epoch` (ASHA reads `epoch`); the final report has neither.
-        epoch = result.get("epoch", result.get("last_epoch"))
+        epoch = result.get("epoch")  # the final report has none
         if epoch is not None:
             self._log(line(int(epoch), mean_loss(result), result.get("val_map")))
 

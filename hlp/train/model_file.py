@@ -144,10 +144,10 @@ def log_mlflow_model(uri: str, run_id: str, path: Path, domain: str, seed: int, 
     if os.environ.get("HLP_VERBOSE") != "1":  # as hlp.cluster.verbose (which imports Ray): MLflow's chatter
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         logging.getLogger("mlflow.pyfunc").setLevel(logging.WARNING)
-    client = mlflow.MlflowClient(uri)
+    client = mlflow.MlflowClient(uri, registry_uri=uri)  # explicit: a global registry URI set earlier would win
     experiment = client.get_run(run_id).info.experiment_id
     with _LOGGING:
-        mlflow.set_tracking_uri(uri)  # pyfunc.log_model and register_model read MLflow's global one
+        mlflow.set_tracking_uri(uri)  # pyfunc.log_model reads MLflow's global one
         before = client.search_logged_models([experiment], filter_string=f"source_run_id = '{run_id}' AND name = "
                                                                          f"'{name}' AND status = 'READY'")
         model_id = before[0].model_id if before else _log_pyfunc(client, experiment, run_id, name, tags, path, example)
@@ -155,8 +155,22 @@ def log_mlflow_model(uri: str, run_id: str, path: Path, domain: str, seed: int, 
             return model_id, None
         known = [v.version for v in client.search_model_versions(f"name = '{register}'")
                  if v.source == f"models:/{model_id}"]
-        return model_id, str(known[0] if known else mlflow.register_model(f"models:/{model_id}", register,
-                                                                          tags=tags).version)
+        return model_id, str(known[0] if known else _register(client, register, model_id, run_id, tags))
+
+
+def _register(client, name: str, model_id: str, run_id: str, tags: dict[str, str]) -> str:
+    """A new version of the registered model `name` (created if needed) for the LoggedModel, by
+    the explicit client: MLflow's fluent register_model would take the registry from the
+    environment (MLFLOW_REGISTRY_URI, which MLflow itself sets and child processes inherit)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.create_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    return client.create_model_version(name, source=f"models:/{model_id}", run_id=run_id, tags=tags,
+                                       model_id=model_id).version
 
 
 def _log_pyfunc(client, experiment: str, run_id: str, name: str, tags: dict[str, str], path: Path,

@@ -57,13 +57,13 @@ def logged(tmp_path_factory, synth_root):
                             cwd=work, env=isolated_env(str(tmp_path_factory.mktemp("r"))), capture_output=True,
                             text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    client = MlflowClient(tracking_uri=uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     [run] = client.search_runs([client.get_experiment_by_name("mlflow-model").experiment_id])
     return work, uri, run.info.run_id
 
 
 def _logged_models(uri: str, run_id: str) -> dict[str, object]:
-    client = MlflowClient(tracking_uri=uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     experiment = client.get_run(run_id).info.experiment_id
     return {m.name: m for m in client.search_logged_models([experiment], filter_string=f"source_run_id = '{run_id}'")}
 
@@ -73,12 +73,13 @@ def test_each_domain_is_an_mlflow_model_that_scores_as_hlp_does(logged, synth_ro
     work, uri, run_id = logged
     models = _logged_models(uri, run_id)
     assert set(models) == {f"model-{d}" for d in DOMAINS} and {m.status.name for m in models.values()} == {"READY"}
-    client = MlflowClient(tracking_uri=uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     versions = {v.tags["domain"]: v for v in client.search_model_versions("name = 'hl-test'")}
     assert set(versions) == set(DOMAINS) and {v.tags["seed"] for v in versions.values()} == {"0"}
     dataset = load_dataset("youtube", str(synth_root))
     test_scores = json.loads((work / "out" / "scores_test.json").read_text())
     mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)  # as a user of pyfunc.load_model("models:/NAME/N") does; else MLFLOW_REGISTRY_URI decides
     for domain in DOMAINS:
         loaded = model_file.load(str(work / "out" / f"model_{domain}_seed0.pt"))
         assert loaded.scoring == "sliding" and loaded.window == 6 and loaded.stride == 3
@@ -119,7 +120,7 @@ def test_the_models_carry_a_signature_and_an_input_example_and_the_run_no_copy(l
         with pytest.raises(Exception, match="visual"):  # the signature refuses features of another size
             pyfunc.predict({"visual": video.visual[:, :3], "audio": video.audio})
     # The model file lives in the MLflow Models only: the run keeps no second copy.
-    client = MlflowClient(tracking_uri=uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     assert {a.path for a in client.list_artifacts(run_id)} == {"config.yaml", "metrics.json", "scores_test.json",
                                                                "timelines.png"}
 
