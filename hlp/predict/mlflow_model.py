@@ -10,7 +10,10 @@ pickled) gets the refusal such a file gets from `--checkpoint`, naming the file.
 
 from __future__ import annotations
 
+import os
+
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -39,9 +42,10 @@ def load_model(uri: str, tracking_uri: str) -> ModelFile:
         raise CheckpointError(f"--model {uri}: no tracking store at {store} (--tracking-uri {tracking_uri})")
     # MLflow 3.18 finds a LoggedModel or a registry version through its global URIs, whatever
     # download_artifacts is given; left unset, it would make an empty ./mlflow.db and search there.
-    mlflow.set_tracking_uri(tracking_uri)
+    saved = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    mlflow.set_tracking_uri(tracking_uri)  # (MLflow exports both to the environment: put back below)
     mlflow.set_registry_uri(tracking_uri)
-    with tempfile.TemporaryDirectory(prefix="hlp-model-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="hlp-model-") as tmp, _restored(saved):
         try:
             # A registry version through an explicit client: MLflow's own resolution of
             # models:/NAME/VERSION keeps the registry of the first store a process asked.
@@ -53,6 +57,24 @@ def load_model(uri: str, tracking_uri: str) -> ModelFile:
             raise CheckpointError(f"--model {uri}: {text[0][:300] if text else type(exc).__name__} "
                                   f"(tracking store {tracking_uri})") from None
         return _read(Path(local), uri.rstrip("/"))
+
+
+@contextmanager
+def _restored(saved: dict[str, str | None]):
+    """MLflow's URIs as they were: a process that resolves a model (a notebook, a test) must not
+    leave them, and the environment its later child processes inherit, pointing at this store."""
+    import mlflow
+
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(saved["MLFLOW_TRACKING_URI"])
+        mlflow.set_registry_uri(saved["MLFLOW_REGISTRY_URI"])
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _registered_source(uri: str, tracking_uri: str) -> str | None:

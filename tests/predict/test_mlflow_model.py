@@ -10,6 +10,7 @@ whose trained store it shares.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -44,6 +45,7 @@ def _mlflow_uris_restored():
     yield
     mlflow.set_tracking_uri(None)
     mlflow.set_registry_uri(None)
+    os.environ.pop("MLFLOW_REGISTRY_URI", None)  # which set_registry_uri(None) leaves exported
 
 
 @pytest.fixture(scope="module")

@@ -100,7 +100,7 @@ def test_sigterm_kills_the_run_and_reruns_reopen_it(tmp_path, synth_root, ray_tm
         [run] = mlflow_runs(db, "train-run")
         assert run.info.run_id == killed.info.run_id and run.info.status == "FINISHED"
     assert "| epoch " not in result.stderr + result.stdout  # the finished run trained no epoch again
-    client = MlflowClient(tracking_uri=f"sqlite:///{db}")
+    client = MlflowClient(tracking_uri=f"sqlite:///{db}", registry_uri=f"sqlite:///{db}")
     curve = {m.step for m in client.get_metric_history(run.info.run_id, "seed0.val_map")}
     assert curve == set(range(21))  # every epoch in the one run, none missing
     assert "test_map.synth_a" in run.data.metrics
