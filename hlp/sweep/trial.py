@@ -29,7 +29,8 @@ from hlp.train.runs import mean_loss, replicas_of, run_inputs, trial_replicas
 SHOWN_VIDEOS = 6  # validation videos in the trial's score figure
 
 
-def trial(params: dict, base: dict, parent_run_id: str | None, sweep_name: str, shared: list | None = None) -> None:
+def trial(params: dict, base: dict, parent_run_id: str | None, sweep_name: str, shared: list | None = None,
+          inputs: list | None = None) -> None:
     """Tune's function trainable for one sampled configuration. `shared` holds the sweep's
     dataset in the object store (None where the space changes what is read)."""
     import ray
@@ -51,10 +52,8 @@ def trial(params: dict, base: dict, parent_run_id: str | None, sweep_name: str, 
     with child:  # FINISHED; FAILED on an error; KILLED when the trial's process is told to exit
         child.log_params(flatten(cfg))
         _log_text(child, "config.yaml", to_yaml(cfg))  # first, so a trial that ASHA stops still has it
-        seeds = cfg.search.seeds[:1] if spans_workers(cfg) else cfg.search.seeds
-        data = ray.get(dataset) if dataset is not None else load_dataset_for(cfg.data)
-        child.log_inputs(run_inputs(cfg, data, seeds, ("training", "validation")))  # trials never read test
-        del data  # the replicas read the object store's copy themselves
+        child.log_inputs(inputs if inputs is not None else  # the driver's, unless this trial's params move the data
+                         trial_inputs(cfg, ray.get(dataset) if dataset is not None else load_dataset_for(cfg.data)))
         if spans_workers(cfg):
             from hlp.train.ray_train import fit_with_ray  # Ray Train: only this kind of trial imports it
 
@@ -65,6 +64,18 @@ def trial(params: dict, base: dict, parent_run_id: str | None, sweep_name: str, 
             results = run_replicas(cfg, replicas_of(cfg), child, dataset, name, _print)
         child.log_metrics({f"val_map.{d}": r["val_map"] for d, r in results.items()})
         log_trial_artifacts(child, cfg, results)
+
+
+def trial_inputs(cfg: ExperimentConfig, data) -> list:
+    """What a trial reads, as MLflow dataset inputs: training and validation (trials never read test)."""
+    return run_inputs(cfg, data, cfg.search.seeds[:1] if spans_workers(cfg) else cfg.search.seeds,
+                      ("training", "validation"))
+
+
+def moves_data(space) -> bool:
+    """Whether a sampled key can change what a trial reads or how it splits it (then each trial
+    describes its own data; else the driver describes it once for every trial)."""
+    return any(key.split(".")[0] in ("data", "eval", "search") for key in space)
 
 
 def spans_workers(cfg: ExperimentConfig) -> bool:
